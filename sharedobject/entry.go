@@ -1,0 +1,293 @@
+package sharedobject
+
+import (
+	"fmt"
+
+	"github.com/tidwall/gjson"
+)
+
+// An object's log in JetStream holds entries. An entry is either a list of operations committed together
+// (group commit: several client batches, messages, lock changes), a snapshot that rolls the log up, or a
+// reset that ends the object's epoch (a temporary object nobody uses any more).
+//
+//	{"ops":[{"t":"c","v":13,"e":"ep","id":"r1","o":"node/s1","u":"alice","clear":true,"set":[["a",1]],"del":["b"]},
+//	        {"t":"m","id":"r2","o":"node/s1","u":"alice","h":"chat","a":["hi"]},
+//	        {"t":"l","lock":"L1","until":1767225600000},{"t":"u","lock":"L1"}]}
+//	{"snap":{"e":"ep","v":13,"h":0,"slots":[["a",13,1]],"tombs":[["b",13]],"recent":[["r1",13,["a","b"]]],"lock":["L1",0]}}
+//	{"reset":true}
+
+// Message is a send(): delivered to every subscriber, never stored in the object's data.
+type Message struct {
+	ID      string
+	Origin  string
+	User    string
+	Handler string
+	Args    []byte // a JSON array
+}
+
+type entry struct {
+	ops   []op
+	snap  *State
+	reset bool
+}
+
+// op is one operation of an entry; exactly one field is set.
+type op struct {
+	commit *Commit
+	msg    *Message
+	lock   *LockState // acquire
+	unlock string     // release the lock with this id
+}
+
+func encodeEntry(ops []op) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"ops":[`...)
+	for i, o := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		switch {
+		case o.commit != nil:
+			c := o.commit
+			b = append(b, `{"t":"c","v":`...)
+			b = appendUint(b, c.Version)
+			b = appendField(b, "e", c.Epoch)
+			b = appendField(b, "id", c.ID)
+			b = appendField(b, "o", c.Origin)
+			b = appendField(b, "u", c.User)
+			if c.Clear {
+				b = append(b, `,"clear":true`...)
+			}
+			if len(c.Sets) > 0 {
+				b = append(b, `,"set":[`...)
+				for j, sv := range c.Sets {
+					if j > 0 {
+						b = append(b, ',')
+					}
+					b = append(b, '[')
+					b = appendString(b, sv.Name)
+					b = append(b, ',')
+					b = append(b, sv.Value...)
+					b = append(b, ']')
+				}
+				b = append(b, ']')
+			}
+			if len(c.Deletes) > 0 {
+				b = append(b, `,"del":`...)
+				b = appendStrings(b, c.Deletes)
+			}
+			b = append(b, '}')
+		case o.msg != nil:
+			m := o.msg
+			b = append(b, `{"t":"m"`...)
+			b = appendField(b, "id", m.ID)
+			b = appendField(b, "o", m.Origin)
+			b = appendField(b, "u", m.User)
+			b = appendField(b, "h", m.Handler)
+			b = append(b, `,"a":`...)
+			b = append(b, m.Args...)
+			b = append(b, '}')
+		case o.lock != nil:
+			b = append(b, `{"t":"l","lock":`...)
+			b = appendString(b, o.lock.ID)
+			b = append(b, `,"until":`...)
+			b = appendUint(b, uint64(o.lock.Until))
+			b = append(b, '}')
+		default:
+			b = append(b, `{"t":"u","lock":`...)
+			b = appendString(b, o.unlock)
+			b = append(b, '}')
+		}
+	}
+	return append(b, "]}"...)
+}
+
+func appendField(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':')
+	return appendString(b, v)
+}
+
+func appendStrings(b []byte, list []string) []byte {
+	b = append(b, '[')
+	for i, s := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+func encodeSnapshot(s *State) []byte {
+	b := make([]byte, 0, 64+s.bytes+len(s.slots)*16)
+	b = append(b, `{"snap":{"e":`...)
+	b = appendString(b, s.Epoch)
+	b = append(b, `,"v":`...)
+	b = appendUint(b, s.Version)
+	b = append(b, `,"h":`...)
+	b = appendUint(b, s.horizon)
+	b = append(b, `,"slots":[`...)
+	first := true
+	s.Slots(func(name string, value []byte, version uint64) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '[')
+		b = appendString(b, name)
+		b = append(b, ',')
+		b = appendUint(b, version)
+		b = append(b, ',')
+		b = append(b, value...)
+		b = append(b, ']')
+	})
+	b = append(b, `],"tombs":[`...)
+	first = true
+	for name, v := range s.tombs {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '[')
+		b = appendString(b, name)
+		b = append(b, ',')
+		b = appendUint(b, v)
+		b = append(b, ']')
+	}
+	b = append(b, `],"recent":[`...)
+	for i := range s.recent {
+		// oldest first, so that decoding rebuilds the same ring order
+		r := s.recent[(s.next+i)%len(s.recent)]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = appendString(b, r.id)
+		b = append(b, ',')
+		b = appendUint(b, r.version)
+		b = append(b, ',')
+		b = appendStrings(b, r.names)
+		b = append(b, ']')
+	}
+	b = append(b, `],"lock":[`...)
+	b = appendString(b, s.Lock.ID)
+	b = append(b, ',')
+	b = appendUint(b, uint64(s.Lock.Until))
+	return append(b, "]}}"...)
+}
+
+var resetEntry = []byte(`{"reset":true}`)
+
+// decodeEntry reads a log entry. Entries are written only by nodes, but the stream is reachable by anyone
+// with NATS access, so a malformed entry is an error, never a panic.
+func decodeEntry(data []byte) (*entry, error) {
+	if !gjson.ValidBytes(data) {
+		return nil, fmt.Errorf("log entry is not valid JSON")
+	}
+	root := gjson.ParseBytes(data)
+	if root.Get("reset").Bool() {
+		return &entry{reset: true}, nil
+	}
+	if snap := root.Get("snap"); snap.Exists() {
+		s, err := decodeSnapshot(data, snap)
+		return &entry{snap: s}, err
+	}
+	ops := root.Get("ops")
+	if !ops.IsArray() {
+		return nil, fmt.Errorf("log entry has neither ops, snap nor reset")
+	}
+	e := &entry{}
+	var err error
+	ops.ForEach(func(_, o gjson.Result) bool {
+		switch o.Get("t").Str {
+		case "c":
+			c := &Commit{
+				Version: o.Get("v").Uint(), Epoch: o.Get("e").Str, ID: o.Get("id").Str,
+				Origin: o.Get("o").Str, User: o.Get("u").Str, Clear: o.Get("clear").Bool(),
+			}
+			o.Get("set").ForEach(func(_, kv gjson.Result) bool {
+				pair := kv.Array()
+				if len(pair) != 2 || !validJSONName(pair[0]) {
+					err = fmt.Errorf("log entry has a malformed set")
+					return false
+				}
+				c.Sets = append(c.Sets, SlotValue{Name: pair[0].Str, Value: rawBytes(data, pair[1])})
+				return true
+			})
+			o.Get("del").ForEach(func(_, n gjson.Result) bool {
+				c.Deletes = append(c.Deletes, n.Str)
+				return true
+			})
+			e.ops = append(e.ops, op{commit: c})
+		case "m":
+			args := o.Get("a")
+			if !args.IsArray() {
+				err = fmt.Errorf("log entry has a message without args")
+				return false
+			}
+			e.ops = append(e.ops, op{msg: &Message{
+				ID: o.Get("id").Str, Origin: o.Get("o").Str, User: o.Get("u").Str,
+				Handler: o.Get("h").Str, Args: rawBytes(data, args),
+			}})
+		case "l":
+			e.ops = append(e.ops, op{lock: &LockState{ID: o.Get("lock").Str, Until: o.Get("until").Int()}})
+		case "u":
+			e.ops = append(e.ops, op{unlock: o.Get("lock").Str})
+		default:
+			err = fmt.Errorf("log entry has an unknown op %q", o.Get("t").Str)
+		}
+		return err == nil
+	})
+	return e, err
+}
+
+func validJSONName(r gjson.Result) bool { return r.Type == gjson.String && r.Str != "" }
+
+func decodeSnapshot(data []byte, snap gjson.Result) (*State, error) {
+	s := NewState()
+	s.Epoch = snap.Get("e").Str
+	s.Version = snap.Get("v").Uint()
+	s.horizon = snap.Get("h").Uint()
+	var err error
+	snap.Get("slots").ForEach(func(_, t gjson.Result) bool {
+		a := t.Array()
+		if len(a) != 3 || !validJSONName(a[0]) {
+			err = fmt.Errorf("snapshot has a malformed slot")
+			return false
+		}
+		v := rawBytes(data, a[2])
+		s.slots[a[0].Str] = slot{value: v, version: a[1].Uint()}
+		s.bytes += len(a[0].Str) + len(v)
+		return true
+	})
+	snap.Get("tombs").ForEach(func(_, t gjson.Result) bool {
+		a := t.Array()
+		if len(a) == 2 {
+			s.tombs[a[0].Str] = a[1].Uint()
+		}
+		return true
+	})
+	snap.Get("recent").ForEach(func(_, t gjson.Result) bool {
+		a := t.Array()
+		if len(a) != 3 {
+			return true
+		}
+		var names []string
+		a[2].ForEach(func(_, n gjson.Result) bool {
+			names = append(names, n.Str)
+			return true
+		})
+		s.remember(&Commit{ID: a[0].Str, Version: a[1].Uint(), Sets: nil, Deletes: names})
+		return true
+	})
+	lock := snap.Get("lock").Array()
+	if len(lock) == 2 {
+		s.Lock = LockState{ID: lock[0].Str, Until: lock[1].Int()}
+	}
+	return s, err
+}

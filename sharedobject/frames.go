@@ -1,0 +1,351 @@
+package sharedobject
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/tidwall/gjson"
+)
+
+// Error codes sent in error frames (docs/PROTOCOL.md §1.7). They are part of the protocol: never rename one.
+const (
+	CodeBadJSON              = "bad_json"
+	CodeBadFrame             = "bad_frame"
+	CodeUnknownOp            = "unknown_op"
+	CodeBadName              = "bad_name"
+	CodeFrameTooLarge        = "frame_too_large"
+	CodeValueTooLarge        = "value_too_large"
+	CodeTooManyChanges       = "too_many_changes"
+	CodeTooManySlots         = "too_many_slots"
+	CodeObjectTooLarge       = "object_too_large"
+	CodeTooManySubscriptions = "too_many_subscriptions"
+	CodeNotSubscribed        = "not_subscribed"
+	CodeForbidden            = "forbidden"
+	CodeRateLimited          = "rate_limited"
+	CodeHookUnavailable      = "hook_unavailable"
+	CodeBusy                 = "busy"
+	CodeUnavailable          = "unavailable"
+	CodeInternal             = "internal"
+)
+
+// WireError is a refusal with a stable code; Message says what was wrong and how to fix it.
+type WireError struct {
+	Code    string
+	Message string
+}
+
+func (e *WireError) Error() string { return e.Code + ": " + e.Message }
+
+func wireErr(code, format string, args ...any) *WireError {
+	return &WireError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// clientFrame is one decoded client frame. Fields not used by its op are zero.
+type clientFrame struct {
+	op         string
+	obj        string
+	persistent bool
+	id         string
+	version    uint64
+	epoch      string
+	changes    []Change
+	handler    string
+	args       []byte
+}
+
+const maxIDBytes = 64
+
+// parseClientFrame validates one frame at the boundary: well-formed JSON, a known op, every field of the
+// right type and size. It never touches state.
+func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *WireError) {
+	if len(data) > lim.MaxFrameBytes {
+		return f, wireErr(CodeFrameTooLarge, "frame is %d bytes; the limit is %d (max_frame_bytes)", len(data), lim.MaxFrameBytes)
+	}
+	if !gjson.ValidBytes(data) {
+		return f, wireErr(CodeBadJSON, "frame is not valid JSON")
+	}
+	root := gjson.ParseBytes(data)
+	if !root.IsObject() {
+		return f, wireErr(CodeBadJSON, "frame must be a JSON object like {\"op\":\"sub\",...}")
+	}
+	var changes, args gjson.Result
+	root.ForEach(func(key, v gjson.Result) bool {
+		switch key.Str {
+		case "op":
+			werr = wantString(v, "op", &f.op)
+		case "obj":
+			werr = wantString(v, "obj", &f.obj)
+		case "persistent":
+			if v.Type != gjson.True && v.Type != gjson.False {
+				werr = wireErr(CodeBadFrame, "field \"persistent\" must be true or false")
+			}
+			f.persistent = v.Type == gjson.True
+		case "id":
+			werr = wantString(v, "id", &f.id)
+			if werr == nil && (len(f.id) == 0 || len(f.id) > maxIDBytes) {
+				werr = wireErr(CodeBadFrame, "field \"id\" must be 1 to %d bytes", maxIDBytes)
+			}
+		case "version":
+			f.version, werr = wantVersion(v, "version")
+		case "epoch":
+			werr = wantString(v, "epoch", &f.epoch)
+		case "changes":
+			changes = v
+		case "handler":
+			werr = wantString(v, "handler", &f.handler)
+		case "args":
+			args = v
+		}
+		return werr == nil
+	})
+	if werr != nil {
+		return f, werr
+	}
+	switch f.op {
+	case "ping":
+		return f, nil
+	case "sub", "unsub", "update", "send":
+	case "":
+		return f, wireErr(CodeBadFrame, "frame has no \"op\"; use one of sub, unsub, update, send, ping")
+	default:
+		return f, wireErr(CodeUnknownOp, "unknown op %q; use one of sub, unsub, update, send, ping", f.op)
+	}
+	if !validName(f.obj, lim.MaxNameBytes) {
+		return f, wireErr(CodeBadName, "object name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.obj), lim.MaxNameBytes)
+	}
+	switch f.op {
+	case "update":
+		if f.id == "" {
+			return f, wireErr(CodeBadFrame, "update needs an \"id\" so that its answer can be matched and a retry is applied once")
+		}
+		f.changes, werr = parseChanges(data, changes, lim)
+	case "send":
+		if !validName(f.handler, lim.MaxNameBytes) {
+			return f, wireErr(CodeBadName, "handler %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.handler), lim.MaxNameBytes)
+		}
+		switch {
+		case !args.Exists():
+			f.args = []byte("[]")
+		case !args.IsArray():
+			return f, wireErr(CodeBadFrame, "field \"args\" must be a JSON array")
+		default:
+			f.args = compactJSON(rawBytes(data, args))
+		}
+	}
+	return f, werr
+}
+
+func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]Change, *WireError) {
+	if !list.IsArray() {
+		return nil, wireErr(CodeBadFrame, "update needs \"changes\": a non-empty array of {\"name\",\"base\",\"value\"} or {\"name\",\"base\",\"delete\":true}")
+	}
+	var out []Change
+	var werr *WireError
+	seen := map[string]bool{}
+	list.ForEach(func(_, item gjson.Result) bool {
+		if len(out) >= lim.MaxChanges {
+			werr = wireErr(CodeTooManyChanges, "update has more than %d changes (max_changes); split it", lim.MaxChanges)
+			return false
+		}
+		if !item.IsObject() {
+			werr = wireErr(CodeBadFrame, "changes[%d] must be an object", len(out))
+			return false
+		}
+		var c Change
+		var value gjson.Result
+		haveBase := false
+		item.ForEach(func(key, v gjson.Result) bool {
+			switch key.Str {
+			case "name":
+				werr = wantString(v, "changes[].name", &c.Name)
+			case "base":
+				haveBase = true
+				c.Base, werr = wantVersion(v, "changes[].base")
+			case "value":
+				value = v
+			case "delete":
+				if v.Type != gjson.True && v.Type != gjson.False {
+					werr = wireErr(CodeBadFrame, "changes[%d].delete must be true or false", len(out))
+				}
+				c.Delete = v.Type == gjson.True
+			}
+			return werr == nil
+		})
+		if werr != nil {
+			return false
+		}
+		switch {
+		case !validName(c.Name, lim.MaxNameBytes):
+			werr = wireErr(CodeBadName, "slot name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(c.Name), lim.MaxNameBytes)
+		case !haveBase:
+			werr = wireErr(CodeBadFrame, "changes[%d] has no \"base\": send the object version you last saw (0 if none)", len(out))
+		case seen[c.Name]:
+			werr = wireErr(CodeBadFrame, "slot %q appears twice in one update", c.Name)
+		case c.Delete && value.Exists():
+			werr = wireErr(CodeBadFrame, "changes[%d] has both \"value\" and \"delete\"; choose one", len(out))
+		case !c.Delete && !value.Exists():
+			werr = wireErr(CodeBadFrame, "changes[%d] has no \"value\"; to remove a slot send \"delete\":true", len(out))
+		}
+		if werr != nil {
+			return false
+		}
+		if !c.Delete {
+			c.Value = compactJSON(rawBytes(data, value))
+			if len(c.Value) > lim.MaxValueBytes {
+				werr = wireErr(CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", c.Name, len(c.Value), lim.MaxValueBytes)
+				return false
+			}
+		}
+		seen[c.Name] = true
+		out = append(out, c)
+		return true
+	})
+	if werr == nil && len(out) == 0 {
+		werr = wireErr(CodeBadFrame, "update has no changes")
+	}
+	return out, werr
+}
+
+func wantString(v gjson.Result, field string, dst *string) *WireError {
+	if v.Type != gjson.String {
+		return wireErr(CodeBadFrame, "field %q must be a string", field)
+	}
+	*dst = v.Str
+	return nil
+}
+
+func wantVersion(v gjson.Result, field string) (uint64, *WireError) {
+	if v.Type != gjson.Number || v.Num < 0 || v.Num > 1<<53 || v.Num != math.Trunc(v.Num) {
+		return 0, wireErr(CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
+	}
+	return uint64(v.Num), nil
+}
+
+// clip shortens untrusted text quoted back in an error message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// Server → client frames, appended by hand: they are built once per event and shared by every subscriber.
+
+func appendObjHeader(b []byte, op, obj string, persistent bool) []byte {
+	b = append(b, `{"op":"`...)
+	b = append(b, op...)
+	b = append(b, `","obj":`...)
+	b = appendString(b, obj)
+	b = append(b, `,"persistent":`...)
+	return appendBool(b, persistent)
+}
+
+// syncFrame builds a sync frame; entries are appended by the caller between begin and end.
+type syncFrame struct{ b []byte }
+
+func beginSync(obj string, persistent bool, epoch string, version uint64, id string) syncFrame {
+	b := make([]byte, 0, 256)
+	b = appendObjHeader(b, "sync", obj, persistent)
+	b = append(b, `,"epoch":`...)
+	b = appendString(b, epoch)
+	b = append(b, `,"version":`...)
+	b = appendUint(b, version)
+	if id != "" {
+		b = append(b, `,"id":`...)
+		b = appendString(b, id)
+	}
+	b = append(b, `,"changes":[`...)
+	return syncFrame{b}
+}
+
+func (s *syncFrame) sep() {
+	if s.b[len(s.b)-1] != '[' {
+		s.b = append(s.b, ',')
+	}
+}
+
+func (s *syncFrame) clear() {
+	s.sep()
+	s.b = append(s.b, `{"code":"clear"}`...)
+}
+
+func (s *syncFrame) event(e Event) {
+	s.sep()
+	s.b = append(s.b, `{"code":"`...)
+	s.b = append(s.b, e.Code...)
+	s.b = append(s.b, `","name":`...)
+	s.b = appendString(s.b, e.Name)
+	if e.Code == "change" {
+		s.b = append(s.b, `,"value":`...)
+		s.b = append(s.b, e.Value...)
+	}
+	if e.OldValue != nil {
+		s.b = append(s.b, `,"oldValue":`...)
+		s.b = append(s.b, e.OldValue...)
+	}
+	s.b = append(s.b, '}')
+}
+
+func (s *syncFrame) success(name string) {
+	s.sep()
+	s.b = append(s.b, `{"code":"success","name":`...)
+	s.b = appendString(s.b, name)
+	s.b = append(s.b, '}')
+}
+
+func (s *syncFrame) reject(name string, value []byte, exists bool, reason string) {
+	s.sep()
+	s.b = append(s.b, `{"code":"reject","name":`...)
+	s.b = appendString(s.b, name)
+	if exists {
+		s.b = append(s.b, `,"value":`...)
+		s.b = append(s.b, value...)
+	}
+	s.b = append(s.b, `,"reason":`...)
+	s.b = appendString(s.b, reason)
+	s.b = append(s.b, '}')
+}
+
+func (s *syncFrame) end() []byte { return append(s.b, "]}"...) }
+
+func messageFrame(obj string, persistent bool, m *Message) []byte {
+	b := make([]byte, 0, 128+len(m.Args))
+	b = appendObjHeader(b, "message", obj, persistent)
+	b = append(b, `,"handler":`...)
+	b = appendString(b, m.Handler)
+	b = append(b, `,"args":`...)
+	b = append(b, m.Args...)
+	b = append(b, `,"from":`...)
+	b = appendString(b, m.User)
+	if m.ID != "" {
+		b = append(b, `,"id":`...)
+		b = appendString(b, m.ID)
+	}
+	return append(b, '}')
+}
+
+func errorFrame(e *WireError, id, obj string, persistent bool) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"op":"error","code":`...)
+	b = appendString(b, e.Code)
+	b = append(b, `,"message":`...)
+	b = appendString(b, e.Message)
+	if id != "" {
+		b = append(b, `,"id":`...)
+		b = appendString(b, id)
+	}
+	if obj != "" {
+		b = append(b, `,"obj":`...)
+		b = appendString(b, obj)
+		b = append(b, `,"persistent":`...)
+		b = appendBool(b, persistent)
+	}
+	return append(b, '}')
+}
+
+func pongFrame(id string) []byte {
+	if id == "" {
+		return []byte(`{"op":"pong"}`)
+	}
+	return append(appendString([]byte(`{"op":"pong","id":`), id), '}')
+}

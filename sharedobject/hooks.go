@@ -1,0 +1,274 @@
+package sharedobject
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidwall/gjson"
+
+	"github.com/rso-server/rso/internal/auth"
+)
+
+// Validation hooks let a backend approve or reject client changes to the objects that match a pattern
+// (an auction: a bid must beat the current price and arrive before the close). A hook is registered in the
+// RSO_HOOKS bucket; nodes watch the bucket and, before committing a client update to a matching object,
+// ask the hook's subject (NATS request-reply) and wait for the answer. docs/PROTOCOL.md §2.3.
+
+// HookConfig is what a hook registers under its name in RSO_HOOKS.
+type HookConfig struct {
+	Pattern  string `json:"pattern"`            // object names, as in token permissions (auth.CompilePattern)
+	Subject  string `json:"subject"`            // where validation requests go
+	Timeout  int    `json:"timeout_ms"`         // how long to wait for an answer (0: the node's -hook-timeout)
+	FailOpen bool   `json:"fail_open,omitzero"` // with no answer in time: accept (true) or refuse with hook_unavailable (false)
+}
+
+type hook struct {
+	name    string
+	cfg     HookConfig
+	pattern auth.Pattern
+	timeout time.Duration
+}
+
+type hookTable struct {
+	mu      sync.RWMutex
+	hooks   []*hook // sorted by name: the first match wins
+	watcher jetstream.KeyWatcher
+	done    chan struct{}
+}
+
+func startHookTable(ctx context.Context, n *Node) (*hookTable, error) {
+	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketHooks, Replicas: n.cfg.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("sharedobject: cannot create bucket %s: %w", bucketHooks, err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sharedobject: cannot watch %s: %w", bucketHooks, err)
+	}
+	t := &hookTable{watcher: w, done: make(chan struct{})}
+	loaded := make(chan struct{})
+	go t.run(n, loaded)
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+		w.Stop()
+		return nil, ctx.Err()
+	}
+	return t, nil
+}
+
+func (t *hookTable) run(n *Node, loaded chan struct{}) {
+	defer close(t.done)
+	byName := map[string]*hook{}
+	for e := range t.watcher.Updates() {
+		if e == nil { // end of the initial values
+			close(loaded)
+			continue
+		}
+		if e.Operation() != jetstream.KeyValuePut {
+			delete(byName, e.Key())
+		} else if h, err := parseHook(e.Key(), e.Value(), n.cfg.HookTimeout); err != nil {
+			n.log.Warn("ignoring validation hook", "name", e.Key(), "err", err)
+			delete(byName, e.Key())
+		} else {
+			byName[e.Key()] = h
+		}
+		list := make([]*hook, 0, len(byName))
+		for _, h := range byName {
+			list = append(list, h)
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
+		t.mu.Lock()
+		t.hooks = list
+		t.mu.Unlock()
+	}
+}
+
+func parseHook(name string, data []byte, defTimeout time.Duration) (*hook, error) {
+	var cfg HookConfig
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("value is not a hook config: %w", err)
+	}
+	p, err := auth.CompilePattern(cfg.Pattern)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Subject == "" {
+		return nil, errors.New("hook has no subject")
+	}
+	h := &hook{name: name, cfg: cfg, pattern: p, timeout: time.Duration(cfg.Timeout) * time.Millisecond}
+	if h.timeout <= 0 {
+		h.timeout = defTimeout
+	}
+	return h, nil
+}
+
+func (t *hookTable) find(key objKey) *hook {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, h := range t.hooks {
+		if h.pattern.Match(key.persistent, key.name) {
+			return h
+		}
+	}
+	return nil
+}
+
+func (t *hookTable) stop() {
+	t.watcher.Stop()
+	<-t.done
+}
+
+// hookVerdicts is a hook's answer for the one write at the head of a hooked object's queue, given at seq.
+type hookVerdicts struct {
+	seq    uint64
+	reject map[string]string // slot → reason
+}
+
+// askHooks asks the hook covering the object about a client update. ok=false means the write was
+// answered already (no hook answered and the hook fails closed, or the answer was unusable).
+func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
+	h := o.node.hooks.find(o.key)
+	if h == nil || len(reqs) != 1 || reqs[0].sess == nil || reqs[0].changes == nil {
+		return nil, true
+	}
+	r := reqs[0]
+	o.mu.Lock()
+	req, seq := o.hookRequestLocked(r), o.seq
+	o.mu.Unlock()
+	ctx, cancel := context.WithTimeout(o.node.ctx, h.timeout)
+	defer cancel()
+	reply, err := o.node.nc.RequestWithContext(ctx, h.cfg.Subject, req)
+	if err != nil {
+		if h.cfg.FailOpen {
+			return &hookVerdicts{seq: seq}, true
+		}
+		why := "did not answer in time"
+		if errors.Is(err, nats.ErrNoResponders) {
+			why = "has no backend listening"
+		}
+		o.mu.Lock()
+		o.answerErrLocked(r, wireErr(CodeHookUnavailable, "validation hook %q for %q %s; try again later", h.name, o.key.name, why))
+		o.mu.Unlock()
+		return nil, false
+	}
+	v = &hookVerdicts{seq: seq, reject: map[string]string{}}
+	ans := gjson.ParseBytes(reply.Data)
+	if all := ans.Get("reject_all"); all.Exists() {
+		for _, c := range r.changes {
+			v.reject[c.Name] = all.String()
+		}
+	}
+	ans.Get("reject").ForEach(func(k, why gjson.Result) bool {
+		v.reject[k.String()] = why.String()
+		return true
+	})
+	return v, true
+}
+
+func (o *object) hookRequestLocked(r *writeReq) []byte {
+	b := appendObjHeader(make([]byte, 0, 256), "validate", o.key.name, o.key.persistent)
+	b = append(b, `,"user":`...)
+	b = appendString(b, r.user)
+	b = append(b, `,"version":`...)
+	b = appendUint(b, o.state.Version)
+	b = append(b, `,"changes":[`...)
+	for i, c := range r.changes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendString(b, c.Name)
+		b = append(b, `,"base":`...)
+		b = appendUint(b, c.Base)
+		if c.Delete {
+			b = append(b, `,"delete":true`...)
+		} else {
+			b = append(b, `,"value":`...)
+			b = append(b, c.Value...)
+		}
+		if cur, _, ok := o.state.Get(c.Name); ok {
+			b = append(b, `,"current":`...)
+			b = append(b, cur...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// HookRequest is what a validation hook is asked (docs/PROTOCOL.md §2.3).
+type HookRequest struct {
+	Obj        string       `json:"obj"`
+	Persistent bool         `json:"persistent"`
+	User       string       `json:"user"`
+	Version    uint64       `json:"version"`
+	Changes    []HookChange `json:"changes"`
+}
+
+// HookChange is one change under validation; Current is absent when the slot does not exist.
+type HookChange struct {
+	Name    string          `json:"name"`
+	Base    uint64          `json:"base"`
+	Value   json.RawMessage `json:"value,omitempty"`
+	Delete  bool            `json:"delete,omitempty"`
+	Current json.RawMessage `json:"current,omitempty"`
+}
+
+// HookVerdict is a hook's answer: slots to reject with a reason each, or all of them.
+type HookVerdict struct {
+	Reject    map[string]string `json:"reject,omitempty"`
+	RejectAll string            `json:"reject_all,omitempty"`
+}
+
+// RegisterHook registers a validation hook named name and answers its requests with fn until stop is
+// called. It can run in any process with access to the NATS the nodes use; several processes may register
+// the same name (they share the work as a queue group).
+func RegisterHook(ctx context.Context, nc *nats.Conn, name string, cfg HookConfig, fn func(*HookRequest) HookVerdict) (stop func(), err error) {
+	if cfg.Subject == "" {
+		cfg.Subject = "rso.hook." + kvSafe(name)
+	}
+	if _, err := auth.CompilePattern(cfg.Pattern); err != nil {
+		return nil, err
+	}
+	sub, err := nc.QueueSubscribe(cfg.Subject, "rso-hook", func(m *nats.Msg) {
+		var req HookRequest
+		var verdict HookVerdict
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			verdict.RejectAll = "validation request could not be read"
+		} else {
+			verdict = fn(&req)
+		}
+		out, _ := json.Marshal(verdict)
+		m.Respond(out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		sub.Unsubscribe()
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		sub.Unsubscribe()
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, bucketHooks)
+	if err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("sharedobject: no %s bucket (start an rso node first): %w", bucketHooks, err)
+	}
+	data, _ := json.Marshal(cfg)
+	if _, err := kv.Put(ctx, kvSafe(name), data); err != nil {
+		sub.Unsubscribe()
+		return nil, err
+	}
+	return func() { sub.Unsubscribe() }, nil
+}

@@ -1,0 +1,220 @@
+package sharedobject
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/wsconn"
+)
+
+const (
+	closeRestart = wsconn.CloseRestart
+	// errorBudget is how many refused frames a client may send in a burst (refilled at one per second)
+	// before it counts as abuse and is disconnected with 4009.
+	errorBudget = 50
+	// loadTimeout bounds how long a sub may wait for an object's log to be read.
+	loadTimeout = 10 * time.Second
+)
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  1024,
+	WriteBufferSize: 4096,
+	// Write buffers go back to the pool between writes, so idle connections do not hold one.
+	WriteBufferPool: &sync.Pool{},
+	// Access is decided by the token, not by the page's origin (tokens are not ambient credentials).
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// session is one client connection to /so.
+type session struct {
+	node   *Node
+	conn   *wsconn.Conn
+	ident  *auth.Identity
+	origin string // node id + session id: routes a commit's answer back to this connection
+	rate   *rate.Limiter
+	errs   *rate.Limiter
+
+	mu   sync.Mutex
+	subs map[objKey]*object
+}
+
+// ServeHTTP upgrades a request to the shared-object WebSocket (mounted at /so).
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if n.closing.Load() {
+		http.Error(w, "server is shutting down; reconnect to another node", http.StatusServiceUnavailable)
+		return
+	}
+	ident, err := n.cfg.Auth.FromRequest(r)
+	if err != nil {
+		code, msg := auth.CodeUnauthorized, err.Error()
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			code, msg = ae.Code, ae.Message
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+		return
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	lim := &n.cfg.Limits
+	sid := randomID(9)
+	s := &session{
+		node:   n,
+		conn:   wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * lim.MaxFrameBytes, OutboundBytes: lim.OutboundBytes}),
+		ident:  ident,
+		origin: n.id + "/" + sid,
+		rate:   rate.NewLimiter(rate.Limit(lim.FramesPerSecond), int(2*lim.FramesPerSecond)+1),
+		errs:   rate.NewLimiter(1, errorBudget),
+		subs:   map[objKey]*object{},
+	}
+	n.mu.Lock()
+	n.sessions[s] = struct{}{}
+	n.mu.Unlock()
+	defer s.cleanup()
+	s.send(n.helloFrame(sid, ident.User))
+	if !ident.Expires.IsZero() {
+		t := time.AfterFunc(time.Until(ident.Expires), func() { s.close(wsconn.CloseTokenExpired, "token expired; reconnect with a new token") })
+		defer t.Stop()
+	}
+	s.conn.ReadLoop(s.handle)
+}
+
+func (n *Node) helloFrame(sid, user string) []byte {
+	l := n.cfg.Limits
+	b := []byte(`{"op":"hello","session":`)
+	b = appendString(b, sid)
+	b = append(b, `,"user":`...)
+	b = appendString(b, user)
+	limits, _ := json.Marshal(map[string]any{
+		"max_frame_bytes": l.MaxFrameBytes, "max_value_bytes": l.MaxValueBytes, "max_slots": l.MaxSlots,
+		"max_object_bytes": l.MaxObjectBytes, "max_changes": l.MaxChanges, "max_subscriptions": l.MaxSubscriptions,
+		"max_name_bytes": l.MaxNameBytes, "frames_per_second": l.FramesPerSecond, "resync_window": n.cfg.ResyncWindow,
+	})
+	b = append(b, `,"limits":`...)
+	b = append(b, limits...)
+	return append(b, '}')
+}
+
+func (s *session) send(frame []byte) { s.conn.Send(frame) }
+
+func (s *session) close(code int, text string) { s.conn.Close(code, text) }
+
+// handle runs one frame; frames of one connection are handled in order, on its reader goroutine.
+func (s *session) handle(raw []byte) {
+	if s.node.closing.Load() {
+		return // not acknowledged: the client re-sends after it reconnects
+	}
+	if !s.rate.Allow() {
+		s.refuse(wireErr(CodeRateLimited, "more than %g frames per second (frames_per_second); slow down", s.node.cfg.Limits.FramesPerSecond), clientFrame{})
+		return
+	}
+	// The reader reuses its buffer, and values are kept in the object's state: own the bytes.
+	data := bytes.Clone(raw)
+	f, werr := parseClientFrame(data, &s.node.cfg.Limits)
+	if werr != nil {
+		s.refuse(werr, f)
+		return
+	}
+	key := objKey{persistent: f.persistent, name: f.obj}
+	switch f.op {
+	case "ping":
+		s.send(pongFrame(f.id))
+	case "sub":
+		s.subscribe(key, f)
+	case "unsub":
+		s.unsubscribe(key)
+	case "update", "send":
+		if !s.ident.CanWrite(key.persistent, key.name) {
+			s.refuse(wireErr(CodeForbidden, "your token does not allow writing to %q", key.name), f)
+			return
+		}
+		s.mu.Lock()
+		o := s.subs[key]
+		s.mu.Unlock()
+		if o == nil {
+			s.refuse(wireErr(CodeNotSubscribed, "subscribe to %q (op sub) before you %s to it", key.name, f.op), f)
+			return
+		}
+		r := &writeReq{sess: s, id: f.id, user: s.ident.User, changes: f.changes}
+		if f.op == "send" {
+			r = &writeReq{sess: s, msg: &Message{ID: f.id, Origin: s.origin, User: s.ident.User, Handler: f.handler, Args: f.args}}
+		}
+		o.enqueue(r)
+	}
+}
+
+// refuse answers a bad frame with an error frame; a client that keeps sending bad frames is disconnected.
+func (s *session) refuse(e *WireError, f clientFrame) {
+	s.send(errorFrame(e, f.id, f.obj, f.persistent))
+	if !s.errs.Allow() {
+		s.close(wsconn.CloseAbuse, "too many refused frames")
+	}
+}
+
+func (s *session) subscribe(key objKey, f clientFrame) {
+	if !s.ident.CanRead(key.persistent, key.name) {
+		s.refuse(wireErr(CodeForbidden, "your token does not allow reading %q", key.name), f)
+		return
+	}
+	s.mu.Lock()
+	o := s.subs[key]
+	full := o == nil && len(s.subs) >= s.node.cfg.Limits.MaxSubscriptions
+	s.mu.Unlock()
+	if full {
+		s.refuse(wireErr(CodeTooManySubscriptions, "this connection already has %d objects (max_subscriptions); unsub from one first", s.node.cfg.Limits.MaxSubscriptions), f)
+		return
+	}
+	if o == nil {
+		ctx, cancel := context.WithTimeout(s.node.ctx, loadTimeout)
+		var err error
+		o, err = s.node.acquire(ctx, key)
+		cancel()
+		if err != nil {
+			s.send(errorFrame(wireErr(CodeUnavailable, "%v", err), f.id, f.obj, f.persistent))
+			return
+		}
+		s.mu.Lock()
+		s.subs[key] = o
+		s.mu.Unlock()
+	}
+	known := f.version > 0 || f.epoch != ""
+	o.subscribe(s, f.epoch, f.version, known)
+}
+
+func (s *session) unsubscribe(key objKey) {
+	s.mu.Lock()
+	o := s.subs[key]
+	delete(s.subs, key)
+	s.mu.Unlock()
+	if o != nil && o.unsubscribe(s) {
+		s.node.release(o)
+	}
+}
+
+func (s *session) cleanup() {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = map[objKey]*object{}
+	s.mu.Unlock()
+	for _, o := range subs {
+		if o.unsubscribe(s) {
+			s.node.release(o)
+		}
+	}
+	s.node.mu.Lock()
+	delete(s.node.sessions, s)
+	s.node.mu.Unlock()
+}
