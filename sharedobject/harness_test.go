@@ -129,8 +129,11 @@ func update(t testing.TB, c *client.Conn, obj string, persistent bool, changes .
 func next(t testing.TB, c *client.Conn) client.Event {
 	t.Helper()
 	select {
-	case ev := <-c.Events():
-		return ev
+	case ev, ok := <-c.Events():
+		if ok {
+			return ev
+		}
+		t.Fatalf("connection closed while waiting for an event: %v", c.CloseErr())
 	case <-c.Done():
 		t.Fatalf("connection closed while waiting for an event: %v", c.CloseErr())
 	case <-time.After(waitLimit):

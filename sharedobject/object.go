@@ -266,16 +266,16 @@ func (o *object) resyncSubsLocked(epoch string, version uint64) {
 	if len(o.subs) == 0 {
 		return
 	}
-	frame := o.syncFrameLocked(epoch, version, true)
+	frame := o.syncFrameLocked(epoch, version, true, "")
 	for s := range o.subs {
 		s.send(frame)
 	}
 }
 
 // syncFrameLocked answers a subscriber at (epoch, version): the delta when possible, else clear + all.
-func (o *object) syncFrameLocked(epoch string, version uint64, known bool) []byte {
+func (o *object) syncFrameLocked(epoch string, version uint64, known bool, id string) []byte {
 	st := o.state
-	f := beginSync(o.key.name, o.key.persistent, st.Epoch, st.Version, "")
+	f := beginSync(o.key.name, o.key.persistent, st.Epoch, st.Version, id)
 	var events []Event
 	full := true
 	if known {
@@ -300,11 +300,11 @@ func (o *object) wakeWritersLocked() {
 }
 
 // subscribe adds a session and sends it its first sync, in order with every later frame.
-func (o *object) subscribe(s *session, epoch string, version uint64, known bool) {
+func (o *object) subscribe(s *session, epoch string, version uint64, known bool, id string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.subs[s] = struct{}{}
-	s.send(o.syncFrameLocked(epoch, version, known))
+	s.send(o.syncFrameLocked(epoch, version, known, id))
 }
 
 func (o *object) unsubscribe(s *session) bool {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/tidwall/gjson"
 	"golang.org/x/time/rate"
 
 	"github.com/rso-server/rso/internal/auth"
@@ -118,13 +119,16 @@ func (s *session) handle(raw []byte) {
 		return // not acknowledged: the client re-sends after it reconnects
 	}
 	if !s.rate.Allow() {
-		s.refuse(wireErr(CodeRateLimited, "more than %g frames per second (frames_per_second); slow down", s.node.cfg.Limits.FramesPerSecond), clientFrame{})
+		s.refuse(wireErr(CodeRateLimited, "more than %g frames per second (frames_per_second); slow down", s.node.cfg.Limits.FramesPerSecond), clientFrame{id: peekID(raw)})
 		return
 	}
 	// The reader reuses its buffer, and values are kept in the object's state: own the bytes.
 	data := bytes.Clone(raw)
 	f, werr := parseClientFrame(data, &s.node.cfg.Limits)
 	if werr != nil {
+		if f.id == "" {
+			f.id = peekID(data)
+		}
 		s.refuse(werr, f)
 		return
 	}
@@ -154,6 +158,15 @@ func (s *session) handle(raw []byte) {
 		}
 		o.enqueue(r)
 	}
+}
+
+// peekID finds a refused frame's request id, so that the client can fail that request at once.
+func peekID(raw []byte) string {
+	id := gjson.GetBytes(raw, "id")
+	if id.Type == gjson.String && len(id.Str) <= maxIDBytes {
+		return id.Str
+	}
+	return ""
 }
 
 // refuse answers a bad frame with an error frame; a client that keeps sending bad frames is disconnected.
@@ -191,7 +204,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 		s.mu.Unlock()
 	}
 	known := f.version > 0 || f.epoch != ""
-	o.subscribe(s, f.epoch, f.version, known)
+	o.subscribe(s, f.epoch, f.version, known, f.id)
 }
 
 func (s *session) unsubscribe(key objKey) {
