@@ -85,14 +85,13 @@ type Conn struct {
 	wmu sync.Mutex // gorilla allows one writer at a time
 
 	mu       sync.Mutex
-	pending  map[string]chan reply   // Update and Ping requests by id
+	pending  map[string]chan reply // Update and Ping requests by id
 	closeErr error
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: unblocks the reader when Events is full
 	done      chan struct{} // closed when the reader has exited
 }
-
 
 // reply answers one request: a sync (nil for a pong) or the error frame that refused it.
 type reply struct {
@@ -454,4 +453,3 @@ func (c *Conn) answer(id string, r reply) bool {
 	}
 	return ok
 }
-

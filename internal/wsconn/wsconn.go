@@ -15,10 +15,10 @@ import (
 
 // Close codes shared by the RSO sockets (docs/PROTOCOL.md §1.9).
 const (
-	CloseNormal       = websocket.CloseNormalClosure   // 1000
-	CloseTooBig       = websocket.CloseMessageTooBig   // 1009
+	CloseNormal       = websocket.CloseNormalClosure     // 1000
+	CloseTooBig       = websocket.CloseMessageTooBig     // 1009
 	CloseInternal     = websocket.CloseInternalServerErr // 1011
-	CloseRestart      = websocket.CloseServiceRestart  // 1012
+	CloseRestart      = websocket.CloseServiceRestart    // 1012
 	CloseUnauthorized = 4001
 	CloseTokenExpired = 4003
 	CloseSlowConsumer = 4008
