@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -165,6 +167,8 @@ func apiChanges(req *apiRequest, lim *Limits) ([]Change, *WireError) {
 		}
 		changes = append(changes, Change{Name: name, Value: v})
 	}
+	// Maps have no order; sorted changes make the events (and tests) deterministic.
+	slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.Name, b.Name) })
 	for _, name := range req.Delete {
 		if _, dup := req.Set[name]; dup || !validName(name, lim.MaxNameBytes) {
 			return nil, wireErr(CodeBadName, "slot %q to delete is invalid or also set", clip(name))

@@ -27,7 +27,7 @@ func DefaultLimits() Limits {
 		MaxFrameBytes:    256 << 10,
 		MaxValueBytes:    64 << 10,
 		MaxSlots:         1000,
-		MaxObjectBytes:   1 << 20,
+		MaxObjectBytes:   512 << 10, // with room for a snapshot's overhead in NATS's default 1 MiB max_payload
 		MaxChanges:       100,
 		MaxSubscriptions: 100,
 		MaxNameBytes:     200,

@@ -48,7 +48,7 @@ func startHookTable(ctx context.Context, n *Node) (*hookTable, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sharedobject: cannot create bucket %s: %w", bucketHooks, err)
 	}
-	w, err := kv.WatchAll(ctx)
+	w, err := kv.WatchAll(n.ctx) // lives as long as the node, not as long as setup
 	if err != nil {
 		return nil, fmt.Errorf("sharedobject: cannot watch %s: %w", bucketHooks, err)
 	}

@@ -32,6 +32,7 @@ type writeReq struct {
 	holds    string     // server-side write made under this lock: may pass it
 	unlockID string     // release this lock once the write is committed
 	retries  int
+	version  uint64 // the version its commit reached (or the object's, when it committed nothing)
 	done     chan writeResult
 }
 
@@ -43,6 +44,7 @@ type writeResult struct {
 func (o *object) enqueue(r *writeReq) {
 	o.mu.Lock()
 	o.wq = append(o.wq, r)
+	o.wakeWritersLocked() // a writer waiting on a lock may be able to take this one (an unlock)
 	start := !o.writing
 	o.writing = true
 	o.mu.Unlock()
@@ -139,7 +141,7 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 		}
 		for _, r := range pending {
 			if r.done != nil {
-				r.done <- writeResult{version: o.state.Version}
+				r.done <- writeResult{version: r.version}
 			}
 		}
 		return o.snapshotAt >= snapshotEvery
@@ -176,14 +178,16 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 		switch {
 		case r.msg != nil:
 			ops = append(ops, op{msg: r.msg})
+			r.version = d.Version()
 			pending = append(pending, r)
 			continue
 		case r.lock != nil:
 			ops = append(ops, op{lock: r.lock})
+			r.version = d.Version()
 			pending = append(pending, r)
 			continue
 		}
-		if r.unlockID != "" && st.Lock.ID != r.unlockID {
+		if r.unlockID != "" && (st.Lock.ID != r.unlockID || st.Lock.Until <= time.Now().UnixMilli()) {
 			o.answerErrLocked(r, wireErr(CodeLockExpired, "lock %q on %q is no longer held (it expired); nothing was applied", r.unlockID, o.key.name))
 			continue
 		}
@@ -225,6 +229,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 			c = d.Add(r.changes, outcomes)
 		}
 		if c == nil {
+			r.version = d.Version()
 			o.answerNothingLocked(r, rejects)
 			if r.unlockID != "" {
 				ops = append(ops, op{unlock: r.unlockID})
@@ -241,6 +246,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 			c.Origin = r.sess.origin
 			o.awaiting[c.Origin+"\x00"+r.id] = &pendingReply{sess: r.sess, rejects: rejects}
 		}
+		r.version = c.Version
 		ops = append(ops, op{commit: c})
 		if r.unlockID != "" {
 			ops = append(ops, op{unlock: r.unlockID})
@@ -254,7 +260,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 func (o *object) answerNothingLocked(r *writeReq, rejects []rejectNote) {
 	if r.done != nil {
 		if r.unlockID == "" {
-			r.done <- writeResult{version: o.state.Version}
+			r.done <- writeResult{version: r.version}
 		}
 		return
 	}

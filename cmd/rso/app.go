@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/natsboot"
+	"github.com/rso-server/rso/sharedobject"
+)
+
+const (
+	// jetStreamWait bounds how long startup waits for JetStream to answer (a cluster may be electing).
+	jetStreamWait = 15 * time.Second
+	// httpShutdownWait and nodeShutdownWait bound the two graceful steps of Close; drainWait bounds
+	// flushing the NATS connection. A second SIGINT/SIGTERM ends the process sooner.
+	httpShutdownWait = 10 * time.Second
+	nodeShutdownWait = 10 * time.Second
+	drainWait        = 5 * time.Second
+	// readHeaderWait stops a client from holding a connection open by sending headers slowly.
+	readHeaderWait = 10 * time.Second
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // could not start, or stopped uncleanly
+	exitUsage   = 2 // a wrong flag or environment value
+)
+
+// run is the whole program: parse, start, wait for ctx (the signals), shut down. It returns the exit code
+// and writes failures to stderr as one line "rso: …".
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	stderr = &lockedWriter{w: stderr}
+	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stderr)
+		return exitOK
+	}
+	if err == nil {
+		err = cfg.prepareDataDir()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "rso: %v\n", err)
+		return exitUsage
+	}
+
+	m := NewMain(cfg, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err := m.Run(ctx); err != nil {
+		m.Close()
+		if ctx.Err() != nil {
+			return exitOK // stopped while starting: what was asked for
+		}
+		fmt.Fprintf(stderr, "rso: %v\n", err)
+		return exitFailure
+	}
+	select {
+	case <-ctx.Done():
+		m.log.Info("shutting down")
+	case <-m.serveDone:
+		m.Close()
+		fmt.Fprintf(stderr, "rso: HTTP server stopped: %v\n", m.serveErr)
+		return exitFailure
+	}
+	if err := m.Close(); err != nil {
+		fmt.Fprintf(stderr, "rso: %v\n", err)
+		return exitFailure
+	}
+	m.log.Info("stopped")
+	return exitOK
+}
+
+// Main is one running rso: NATS (embedded or external), the shared-object node and the HTTP server.
+type Main struct {
+	cfg Config
+	log *slog.Logger
+
+	ns   *server.Server // nil with -nats
+	nc   *nats.Conn
+	node *sharedobject.Node
+	ln   net.Listener
+	http *http.Server
+
+	serveDone chan struct{} // closed when http.Serve returns
+	serveErr  error         // why it returned; read after serveDone
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewMain returns a Main for cfg; nothing starts until Run.
+func NewMain(cfg Config, log *slog.Logger) *Main {
+	return &Main{cfg: cfg, log: log, serveDone: make(chan struct{})}
+}
+
+// Run starts everything and returns once rso serves, or with the first failure (then call Close).
+// ctx bounds startup only; stop the running server with Close.
+func (m *Main) Run(ctx context.Context) error {
+	c := &m.cfg
+	// Take the HTTP port first: a busy port is the most common mistake and costs nothing to find.
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %s (is another rso running? change %s)", c.Addr, errnoText(err), c.label("addr"))
+	}
+	m.ln = ln
+
+	if err := m.startNATS(ctx); err != nil {
+		return err
+	}
+	m.watchNATS()
+	jctx, cancel := context.WithTimeout(ctx, jetStreamWait)
+	defer cancel()
+	if err := natsboot.WaitJetStream(jctx, m.nc); err != nil {
+		return err
+	}
+	m.checkPayload()
+
+	m.node, err = sharedobject.NewNode(ctx, m.nc, sharedobject.Config{
+		NodeID:       c.NodeID,
+		Limits:       c.Limits,
+		ResyncWindow: c.ResyncWindow,
+		TempGrace:    c.TempGrace,
+		HookTimeout:  c.HookTimeout,
+		Replicas:     c.Replicas,
+		Auth:         auth.NewVerifier(c.TokenSecret),
+		Logger:       m.log.With("component", "sharedobject"),
+	})
+	if err != nil {
+		return fmt.Errorf("cannot start the shared-object service: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/so", m.node)
+	mux.HandleFunc("GET /healthz", m.healthz)
+	m.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderWait,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		defer close(m.serveDone)
+		m.serveErr = m.http.Serve(ln)
+	}()
+
+	m.warnings()
+	m.log.Info("rso started", "addr", ln.Addr().String(), "nats", m.natsMode(), "data", m.dataDesc(),
+		"node", c.NodeID, "auth", m.authDesc())
+	return nil
+}
+
+func (m *Main) startNATS(ctx context.Context) error {
+	c := &m.cfg
+	name := "rso " + c.NodeID
+	if c.NATS != "" {
+		nc, err := natsboot.Connect(ctx, c.NATS, name)
+		var ce *natsboot.ConnectError
+		switch {
+		case errors.As(err, &ce) && ce.Unreachable:
+			return fmt.Errorf("%v (is nats-server running? check %s)", err, c.label("nats"))
+		case err != nil:
+			return fmt.Errorf("%v (check %s and the server's credentials and TLS settings)", err, c.label("nats"))
+		}
+		m.nc = nc
+		return nil
+	}
+
+	ns, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{
+		DataDir:    c.DataDir,
+		Listen:     c.NATSListen,
+		ServerName: c.NodeID,
+		SyncAlways: c.Fsync,
+		Logger:     m.log.With("component", "nats"),
+	})
+	var le *natsboot.ListenError
+	switch {
+	case errors.As(err, &le) && errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%v (is another rso or nats-server using it? change %s)", err, c.label("nats-listen"))
+	case errors.As(err, &le):
+		return fmt.Errorf("%v (change %s)", err, c.label("nats-listen"))
+	case errors.Is(err, natsboot.ErrDataDirLocked):
+		return fmt.Errorf("%v; give each rso its own %s", err, c.label("data"))
+	case err != nil:
+		return err
+	}
+	m.ns = ns
+	m.nc, err = natsboot.ConnectInProcess(ns, name)
+	return err
+}
+
+// watchNATS logs when the connection to NATS is lost and comes back.
+func (m *Main) watchNATS() {
+	m.nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		if err != nil && !nc.IsClosed() && !nc.IsDraining() {
+			m.log.Warn("lost the NATS connection; reconnecting", "err", err)
+		}
+	})
+	m.nc.SetReconnectHandler(func(nc *nats.Conn) {
+		m.log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+	})
+	m.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subject := ""
+		if sub != nil {
+			subject = sub.Subject
+		}
+		m.log.Error("NATS error", "subject", subject, "err", err)
+	})
+}
+
+// checkPayload warns when the NATS server's message size limit is below what the limits allow,
+// because such a change or snapshot would then fail at publish time.
+func (m *Main) checkPayload() {
+	maxPayload := m.nc.MaxPayload()
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"max-frame-bytes", m.cfg.Limits.MaxFrameBytes}, {"max-object-bytes", m.cfg.Limits.MaxObjectBytes}} {
+		if int64(l.n) > maxPayload {
+			m.log.Warn("NATS max_payload is smaller than a limit; raise max_payload on the server or lower the limit",
+				"max_payload", maxPayload, l.name, l.n)
+		}
+	}
+}
+
+func (m *Main) warnings() {
+	c := &m.cfg
+	if c.Anonymous() && c.Insecure && !isLoopback(c.Addr) {
+		m.log.Warn("INSECURE: anonymous clients are allowed on a non-loopback address; anyone who can reach it can read and change every object. Set -token-secret to require tokens.",
+			"addr", c.Addr)
+	}
+	if c.NATSListen != "" && !isLoopback(c.NATSListen) {
+		m.log.Warn("the embedded NATS accepts unauthenticated connections; anyone who can reach it can read and change all data. Firewall it so only rso nodes reach it.",
+			"nats_listen", c.NATSListen)
+	}
+}
+
+func (m *Main) natsMode() string {
+	switch {
+	case m.cfg.NATS != "":
+		return "external " + m.nc.ConnectedUrlRedacted()
+	case m.cfg.NATSListen != "":
+		return "embedded, listening on nats://" + m.cfg.NATSListen
+	default:
+		return "embedded"
+	}
+}
+
+func (m *Main) dataDesc() string {
+	if m.cfg.NATS != "" {
+		return "unused (external NATS)"
+	}
+	if abs, err := filepath.Abs(m.cfg.DataDir); err == nil {
+		return abs
+	}
+	return m.cfg.DataDir
+}
+
+func (m *Main) authDesc() string {
+	switch {
+	case !m.cfg.Anonymous():
+		return "token"
+	case isLoopback(m.cfg.Addr):
+		return "anonymous (loopback)"
+	default:
+		return "anonymous (INSECURE)"
+	}
+}
+
+// healthz answers 200 "ok" when NATS is connected and the node is ready, else 503 with the reason.
+func (m *Main) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if st := m.nc.Status(); st != nats.CONNECTED {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "nats %s\n", strings.ToLower(st.String()))
+		return
+	}
+	if !m.node.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "shared objects not ready")
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// Close stops rso in order: stop taking HTTP requests, shut the node down (clients get 1012),
+// drain the NATS connection, stop the embedded server. It is safe to call more than once and
+// after a failed Run.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
+	var problems []string
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownWait)
+		if err := m.http.Shutdown(ctx); err != nil {
+			problems = append(problems, fmt.Sprintf("HTTP requests still running after %s", httpShutdownWait))
+			m.http.Close()
+		}
+		cancel()
+		<-m.serveDone
+	} else if m.ln != nil {
+		m.ln.Close()
+	}
+	if m.node != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), nodeShutdownWait)
+		if err := m.node.Shutdown(ctx); err != nil {
+			problems = append(problems, "shared objects: "+err.Error())
+		}
+		cancel()
+	}
+	if m.nc != nil {
+		if err := drain(m.nc, drainWait); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if m.ns != nil {
+		m.ns.Shutdown()
+		m.ns.WaitForShutdown()
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("unclean shutdown: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// drain flushes what nc still has to send and receive, then closes it, waiting at most wait.
+func drain(nc *nats.Conn, wait time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if nc.IsClosed() {
+		return nil
+	}
+	if err := nc.Drain(); err != nil {
+		nc.Close() // reconnecting (NATS is down): nothing can be flushed
+		if errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("NATS drain: %w", err)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-closed:
+		return nil
+	case <-t.C:
+		nc.Close()
+		return fmt.Errorf("NATS connection not drained after %s", wait)
+	}
+}
+
+// errnoText is the short cause of a system error ("address already in use").
+func errnoText(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return err.Error()
+}
+
+// lockedWriter lets the logger and run's own error line share one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

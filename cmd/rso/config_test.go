@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rso-server/rso/sharedobject"
+)
+
+// env is a fake environment for parseConfig.
+type env map[string]string
+
+func (e env) get(k string) string { return e[k] }
+
+func TestDefaults(t *testing.T) {
+	c, err := parseConfig(nil, env{}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.NATS != "" || c.NATSListen != "" ||
+		c.TokenSecret != nil || c.Insecure || c.Fsync || c.ResyncWindow != 1000 || c.TempGrace != 5*time.Second ||
+		c.HookTimeout != 2*time.Second || c.Replicas != 1 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.Limits != sharedobject.DefaultLimits() {
+		t.Errorf("limits %+v, want %+v", c.Limits, sharedobject.DefaultLimits())
+	}
+	if !regexp.MustCompile(`^[A-Za-z0-9_-]+-[0-9a-f]{8}$`).MatchString(c.NodeID) {
+		t.Errorf("default node id %q is not HOSTNAME-RANDOM", c.NodeID)
+	}
+	if other, _ := parseConfig(nil, env{}.get); other.NodeID == c.NodeID {
+		t.Errorf("two processes got the same default node id %q", c.NodeID)
+	}
+}
+
+func TestEveryOptionHasFlagAndEnv(t *testing.T) {
+	// Each option, set through the environment and then overridden by its flag.
+	values := map[string][2]string{ // name → {env value, flag value}
+		"addr":              {"127.0.0.1:1", "127.0.0.1:2"},
+		"data":              {"/env", "/flag"},
+		"nats":              {"nats://env:4222", "nats://flag:4222"},
+		"nats-listen":       {"127.0.0.1:4223", "127.0.0.1:4224"},
+		"token-secret":      {"env-secret-0123456789", "flag-secret-0123456789"},
+		"insecure":          {"true", "false"}, // a bool has two values: flag = default here
+		"fsync":             {"true", "false"},
+		"node-id":           {"env", "flag"},
+		"resync-window":     {"10", "20"},
+		"temp-grace":        {"1s", "2s"},
+		"hook-timeout":      {"3s", "4s"},
+		"replicas":          {"2", "3"},
+		"max-frame-bytes":   {"1001", "1002"},
+		"max-value-bytes":   {"1003", "1004"},
+		"max-slots":         {"1005", "1006"},
+		"max-object-bytes":  {"100007", "100008"},
+		"max-changes":       {"1009", "1010"},
+		"max-subscriptions": {"1011", "1012"},
+		"max-name-bytes":    {"1013", "1014"},
+		"frames-per-second": {"1.5", "2.5"},
+		"outbound-bytes":    {"1015", "1016"},
+	}
+	opts := options("x")
+	if len(opts) != len(values) {
+		t.Fatalf("%d options, %d in this test: keep them in step", len(opts), len(values))
+	}
+	for _, o := range opts {
+		v, ok := values[o.name]
+		if !ok {
+			t.Fatalf("option %s is missing from this test", o.name)
+		}
+		// -nats and -nats-listen exclude each other; replicas > 1 needs -nats.
+		base := env{}
+		if o.name == "replicas" {
+			base["RSO_NATS"] = "nats://x:4222"
+		}
+		fromEnv := env{envName(o.name): v[0]}
+		for k, bv := range base {
+			fromEnv[k] = bv
+		}
+		cEnv, err := parseConfig(nil, fromEnv.get)
+		if err != nil {
+			t.Fatalf("%s from env: %v", o.name, err)
+		}
+		cFlag, err := parseConfig([]string{"-" + o.name + "=" + v[1]}, fromEnv.get)
+		if err != nil {
+			t.Fatalf("%s from flag: %v", o.name, err)
+		}
+		cDef, err := parseConfig(nil, base.get)
+		if err != nil {
+			t.Fatalf("%s default: %v", o.name, err)
+		}
+		if cEnv.from[o.name] != envName(o.name) || cFlag.from[o.name] != "-"+o.name || cDef.from[o.name] != "default" {
+			t.Errorf("%s: sources %q %q %q", o.name, cEnv.from[o.name], cFlag.from[o.name], cDef.from[o.name])
+		}
+		if eq(cEnv, cFlag) || eq(cEnv, cDef) || (!o.isBool && eq(cFlag, cDef)) {
+			t.Errorf("%s: flag, env and default do not give three different configs", o.name)
+		}
+	}
+}
+
+// eq compares configs without their source maps.
+func eq(a, b Config) bool {
+	a.from, b.from = nil, nil
+	a.NodeID, b.NodeID = stripRandom(a.NodeID), stripRandom(b.NodeID)
+	return reflect.DeepEqual(a, b)
+}
+
+func stripRandom(id string) string {
+	return regexp.MustCompile(`-[0-9a-f]{8}$`).ReplaceAllString(id, "")
+}
+
+func TestPrecedence(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  env
+		want string // Addr
+	}{
+		{"default", nil, env{}, "127.0.0.1:8080"},
+		{"env over default", nil, env{"RSO_ADDR": "127.0.0.1:1"}, "127.0.0.1:1"},
+		{"flag over env", []string{"-addr", "127.0.0.1:2"}, env{"RSO_ADDR": "127.0.0.1:1"}, "127.0.0.1:2"},
+		{"empty env is unset", nil, env{"RSO_ADDR": ""}, "127.0.0.1:8080"},
+		{"last flag wins", []string{"-addr", "127.0.0.1:2", "-addr=127.0.0.1:3"}, env{}, "127.0.0.1:3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, tt.env.get)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Addr != tt.want {
+				t.Errorf("Addr = %q, want %q", c.Addr, tt.want)
+			}
+		})
+	}
+
+	// A good flag repairs a bad environment value: the environment is not even parsed.
+	if _, err := parseConfig([]string{"-max-slots", "5"}, env{"RSO_MAX_SLOTS": "abc"}.get); err != nil {
+		t.Errorf("flag did not win over a bad env value: %v", err)
+	}
+	// Bool flags work bare and with a value; env takes any strconv.ParseBool spelling.
+	for _, tc := range []struct {
+		args []string
+		env  env
+		want bool
+	}{
+		{[]string{"-fsync"}, env{}, true},
+		{[]string{"-fsync=false"}, env{"RSO_FSYNC": "1"}, false},
+		{nil, env{"RSO_FSYNC": "TRUE"}, true},
+		{nil, env{"RSO_FSYNC": "0"}, false},
+	} {
+		c, err := parseConfig(tc.args, tc.env.get)
+		if err != nil || c.Fsync != tc.want {
+			t.Errorf("%v %v: Fsync = %v, %v; want %v", tc.args, tc.env, c.Fsync, err, tc.want)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  env
+		want string
+	}{
+		// one per kind of value
+		{[]string{"-max-slots", "abc"}, nil, `-max-slots "abc": want a positive whole number`},
+		{nil, env{"RSO_MAX_SLOTS": "abc"}, `RSO_MAX_SLOTS="abc": want a positive whole number`},
+		{[]string{"-max-slots", "0"}, nil, `-max-slots "0": want a positive whole number`},
+		{[]string{"-max-slots", "-3"}, nil, `-max-slots "-3": want a positive whole number`},
+		{[]string{"-max-slots", "1.5"}, nil, `-max-slots "1.5": want a positive whole number`},
+		{[]string{"-outbound-bytes", "99999999999"}, nil, `-outbound-bytes "99999999999": want a positive whole number up to 2147483647`},
+		{[]string{"-max-frame-bytes", ""}, nil, `-max-frame-bytes "": want a positive whole number`},
+		{[]string{"-max-value-bytes", "x"}, nil, `-max-value-bytes "x": want a positive whole number`},
+		{[]string{"-max-object-bytes", "x"}, nil, `-max-object-bytes "x": want a positive whole number`},
+		{[]string{"-max-changes", "x"}, nil, `-max-changes "x": want a positive whole number`},
+		{[]string{"-max-subscriptions", "x"}, nil, `-max-subscriptions "x": want a positive whole number`},
+		{[]string{"-max-name-bytes", "x"}, nil, `-max-name-bytes "x": want a positive whole number`},
+		{[]string{"-frames-per-second", "0"}, nil, `-frames-per-second "0": want a positive number`},
+		{[]string{"-frames-per-second", "NaN"}, nil, `-frames-per-second "NaN": want a positive number`},
+		{[]string{"-frames-per-second", "+Inf"}, nil, `-frames-per-second "+Inf": want a positive number`},
+		{[]string{"-resync-window", "0"}, nil, `-resync-window "0": want a positive whole number`},
+		{nil, env{"RSO_TEMP_GRACE": "5"}, `RSO_TEMP_GRACE="5": want a positive duration such as 5s, 500ms or 1m`},
+		{[]string{"-hook-timeout", "-1s"}, nil, `-hook-timeout "-1s": want a positive duration such as 5s, 500ms or 1m`},
+		{[]string{"-replicas", "7"}, nil, `-replicas "7": want a whole number from 1 to 5`},
+		{[]string{"-insecure=maybe"}, nil, `-insecure "maybe": want true or false`},
+		{nil, env{"RSO_FSYNC": "yes please"}, `RSO_FSYNC="yes please": want true or false`},
+		{[]string{"-node-id", "a.b"}, nil, `-node-id "a.b": want 1 to 64 letters, digits, '-' or '_'`},
+		{[]string{"-node-id", ""}, nil, `-node-id "": want 1 to 64 letters, digits, '-' or '_'`},
+		{[]string{"-node-id", strings.Repeat("n", 65)}, nil, `-node-id "` + strings.Repeat("n", 65) + `": want 1 to 64 letters, digits, '-' or '_'`},
+		{[]string{"-data", " "}, nil, `-data " ": want a folder path`},
+		// addresses
+		{nil, env{"RSO_ADDR": "8080"}, `RSO_ADDR="8080": want HOST:PORT such as 127.0.0.1:8080 (missing port in address)`},
+		{[]string{"-addr", "127.0.0.1:http"}, nil, `-addr "127.0.0.1:http": want HOST:PORT with a port from 0 to 65535`},
+		{[]string{"-addr", "127.0.0.1:70000"}, nil, `-addr "127.0.0.1:70000": want HOST:PORT with a port from 0 to 65535`},
+		{[]string{"-addr", "bad host:80"}, nil, `-addr "bad host:80": "bad host" is neither an IP address nor a host name`},
+		{[]string{"-nats-listen", "127.0.0.1:0"}, nil, `-nats-listen "127.0.0.1:0": want HOST:PORT with a port from 1 to 65535`},
+		{[]string{"-nats-listen", "4222"}, nil, `-nats-listen "4222": want HOST:PORT such as 127.0.0.1:8080 (missing port in address)`},
+		{[]string{"-nats", "localhost:4222"}, nil, `-nats "localhost:4222": want nats://HOST:PORT (or tls://, ws://, wss://)`},
+		{[]string{"-nats", "http://localhost:4222"}, nil, `-nats "http://localhost:4222": scheme "http" is not one NATS speaks; want nats://, tls://, ws:// or wss://`},
+		{[]string{"-nats", "nats://a:4222,http://b"}, nil, `-nats "nats://a:4222,http://b": scheme "http" in "http://b" is not one NATS speaks; want nats://, tls://, ws:// or wss://`},
+		{[]string{"-nats", "nats://a:4222,,nats://b"}, nil, `-nats "nats://a:4222,,nats://b": empty URL in the list; separate URLs with single commas`},
+		{[]string{"-nats", "nats://a:99999"}, nil, `-nats "nats://a:99999": port "99999": want a number from 1 to 65535`},
+		{[]string{"-nats", "nats://u:hunter2@a:x"}, nil, `-nats "nats://xxxxx@a:x": want nats://HOST:PORT (or tls://, ws://, wss://)`},
+		{[]string{"-token-secret", "short"}, nil, `-token-secret: too short (5 bytes); use at least 16 random bytes, e.g. the output of: openssl rand -hex 32`},
+		{nil, env{"RSO_TOKEN_SECRET": "short"}, `RSO_TOKEN_SECRET: too short (5 bytes); use at least 16 random bytes, e.g. the output of: openssl rand -hex 32`},
+		// combinations
+		{[]string{"-nats", "nats://a:4222", "-nats-listen", "127.0.0.1:4222"}, nil,
+			`-nats and -nats-listen cannot be used together: -nats uses an external NATS, -nats-listen opens the embedded one to other nodes; give one`},
+		{[]string{"-nats-listen", "127.0.0.1:4222"}, env{"RSO_NATS": "nats://a:4222"},
+			`RSO_NATS and -nats-listen cannot be used together: RSO_NATS uses an external NATS, -nats-listen opens the embedded one to other nodes; give one`},
+		{[]string{"-replicas", "3"}, nil, `-replicas 3 needs a JetStream cluster, but the embedded NATS is a single server: use -replicas 1, or -nats with a clustered nats-server`},
+		{[]string{"-max-value-bytes", "2000", "-max-object-bytes", "1000"}, nil,
+			`-max-value-bytes (2000) is larger than -max-object-bytes (1000): a value has to fit in its object`},
+		// the command line itself
+		{[]string{"-nope"}, nil, `flag provided but not defined: -nope (rso -h lists the flags)`},
+		{[]string{"-addr"}, nil, `flag needs an argument: -addr (rso -h lists the flags)`},
+		{[]string{"serve"}, nil, `unexpected argument "serve": rso takes only flags (rso -h lists them)`},
+	}
+	for _, tt := range tests {
+		_, err := parseConfig(tt.args, tt.env.get)
+		if err == nil {
+			t.Errorf("%v %v: no error, want %q", tt.args, tt.env, tt.want)
+			continue
+		}
+		if err.Error() != tt.want {
+			t.Errorf("%v %v:\n got %q\nwant %q", tt.args, tt.env, err, tt.want)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error spans lines", tt.args)
+		}
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "u:") {
+			t.Errorf("%v: error shows a password: %q", tt.args, err)
+		}
+	}
+}
+
+func TestSecretNeverEchoed(t *testing.T) {
+	_, err := parseConfig([]string{"-token-secret", "s3cr3t"}, env{}.get)
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("error %v echoes the secret", err)
+	}
+}
+
+func TestLoopbackRule(t *testing.T) {
+	const secret = "0123456789abcdef0123"
+	tests := []struct {
+		addr     string
+		secret   string
+		insecure bool
+		ok       bool
+	}{
+		{"127.0.0.1:8080", "", false, true},
+		{"127.1.2.3:8080", "", false, true},
+		{"[::1]:8080", "", false, true},
+		{"localhost:8080", "", false, true},
+		{"LOCALHOST:8080", "", false, true},
+		{"0.0.0.0:8080", "", false, false},
+		{":8080", "", false, false},
+		{"[::]:8080", "", false, false},
+		{"192.168.1.10:8080", "", false, false},
+		{"localhost.example.com:8080", "", false, false},
+		{"example.com:8080", "", false, false},
+		{"0.0.0.0:8080", secret, false, true},
+		{"0.0.0.0:8080", "", true, true},
+		{":8080", secret, true, true},
+	}
+	for _, tt := range tests {
+		args := []string{"-addr", tt.addr}
+		if tt.secret != "" {
+			args = append(args, "-token-secret", tt.secret)
+		}
+		if tt.insecure {
+			args = append(args, "-insecure")
+		}
+		c, err := parseConfig(args, env{}.get)
+		if tt.ok != (err == nil) {
+			t.Errorf("%v: error %v, want ok=%v", args, err, tt.ok)
+			continue
+		}
+		if err != nil && !strings.Contains(err.Error(), "-token-secret") && !strings.Contains(err.Error(), "-insecure") {
+			t.Errorf("%v: %q does not say how to fix it", args, err)
+		}
+		if err == nil && c.Anonymous() != (tt.secret == "") {
+			t.Errorf("%v: Anonymous() = %v", args, c.Anonymous())
+		}
+	}
+}
+
+func TestPrepareDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	c, err := parseConfig([]string{"-data", dir}, env{}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.prepareDataDir(); err != nil {
+		t.Fatalf("prepareDataDir: %v", err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("folder not created: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left files behind: %v", entries)
+	}
+
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = parseConfig(nil, env{"RSO_DATA": filepath.Join(file, "sub")}.get)
+	want := `RSO_DATA="` + filepath.Join(file, "sub") + `": cannot create the folder: not a directory`
+	if err := c.prepareDataDir(); err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+
+	// With -nats the data folder is not used, so it is not touched.
+	c, _ = parseConfig([]string{"-nats", "nats://x:4222", "-data", filepath.Join(file, "sub")}, env{}.get)
+	if err := c.prepareDataDir(); err != nil {
+		t.Errorf("with -nats: %v", err)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	_, err := parseConfig([]string{"-h"}, env{}.get)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"-help"}, env{}.get, &out); code != 0 {
+		t.Errorf("-help exits %d", code)
+	}
+	for _, o := range options("") {
+		if !strings.Contains(out.String(), "-"+o.name+" ") || !strings.Contains(out.String(), envName(o.name)) {
+			t.Errorf("usage lacks -%s or %s", o.name, envName(o.name))
+		}
+	}
+}
+
+func TestRunUsageErrorIsOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  env
+	}{
+		{[]string{"-max-slots", "abc"}, env{}},
+		{nil, env{"RSO_ADDR": "nope"}},
+		{[]string{"-addr", "0.0.0.0:1"}, env{}},
+	} {
+		var out bytes.Buffer
+		code := run(context.Background(), tc.args, tc.env.get, &out)
+		if code != 2 {
+			t.Errorf("%v %v: exit %d, want 2", tc.args, tc.env, code)
+		}
+		if s := out.String(); strings.Count(s, "\n") != 1 || !strings.HasPrefix(s, "rso: ") {
+			t.Errorf("%v %v: output %q, want one line starting with rso:", tc.args, tc.env, s)
+		}
+	}
+}

@@ -1,0 +1,308 @@
+package natsboot
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startEmbedded starts a server that the test shuts down when it ends.
+func startEmbedded(t testing.TB, opts EmbeddedOptions) *server.Server {
+	t.Helper()
+	s, err := StartEmbedded(opts)
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+func connectInProcess(t testing.TB, s *server.Server) *nats.Conn {
+	t.Helper()
+	nc, err := ConnectInProcess(s, t.Name())
+	if err != nil {
+		t.Fatalf("ConnectInProcess: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func timeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestEmbeddedInProcess(t *testing.T) {
+	dir := t.TempDir()
+	s := startEmbedded(t, EmbeddedOptions{DataDir: dir, ServerName: "n1"})
+	nc := connectInProcess(t, s)
+	ctx := timeout(t, 10*time.Second)
+	if err := WaitJetStream(ctx, nc); err != nil {
+		t.Fatalf("WaitJetStream: %v", err)
+	}
+	if got := nc.MaxPayload(); got != MaxPayload {
+		t.Errorf("MaxPayload = %d, want %d", got, MaxPayload)
+	}
+	if s.Name() != "n1" {
+		t.Errorf("server name = %q, want n1", s.Name())
+	}
+	if s.JetStreamConfig().SyncAlways {
+		t.Error("SyncAlways is on without being asked for")
+	}
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatalf("CreateStream: %v", err)
+	}
+	if _, err := js.Publish(ctx, "t.a", []byte("x")); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "jetstream")); err != nil || !fi.IsDir() {
+		t.Errorf("JetStream files are not in DataDir/jetstream: %v", err)
+	}
+	if s.Addr() != nil {
+		t.Errorf("in-process server listens on %v", s.Addr())
+	}
+}
+
+func TestEmbeddedSyncAlways(t *testing.T) {
+	s := startEmbedded(t, EmbeddedOptions{DataDir: t.TempDir(), SyncAlways: true})
+	if !s.JetStreamConfig().SyncAlways {
+		t.Error("SyncAlways did not reach JetStream")
+	}
+}
+
+func TestEmbeddedListen(t *testing.T) {
+	addr := freeAddr(t)
+	s := startEmbedded(t, EmbeddedOptions{DataDir: t.TempDir(), Listen: addr})
+	local := connectInProcess(t, s)
+
+	ctx := timeout(t, 10*time.Second)
+	remote, err := Connect(ctx, "nats://"+addr, "remote")
+	if err != nil {
+		t.Fatalf("Connect over TCP: %v", err)
+	}
+	defer remote.Close()
+	if err := WaitJetStream(ctx, remote); err != nil {
+		t.Fatalf("WaitJetStream over TCP: %v", err)
+	}
+
+	sub, err := remote.SubscribeSync("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := local.Publish("hello", []byte("from in-process")); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("message from the in-process client did not reach the TCP client: %v", err)
+	}
+	if string(msg.Data) != "from in-process" {
+		t.Errorf("got %q", msg.Data)
+	}
+}
+
+func TestEmbeddedPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+
+	start := time.Now()
+	s, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Listen: addr})
+	if err == nil {
+		s.Shutdown()
+		t.Fatal("started on a port that is in use")
+	}
+	var le *ListenError
+	if !errors.As(err, &le) || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("error %v (%T) is not a ListenError for EADDRINUSE", err, err)
+	}
+	want := "embedded NATS cannot listen on " + addr + ": address already in use"
+	if err.Error() != want {
+		t.Errorf("error = %q\nwant    %q", err, want)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %s to report a busy port", d)
+	}
+}
+
+func TestEmbeddedBadListen(t *testing.T) {
+	for _, listen := range []string{"4222", "127.0.0.1:0", "127.0.0.1:http"} {
+		_, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Listen: listen})
+		var le *ListenError
+		if !errors.As(err, &le) {
+			t.Errorf("Listen %q: error %v, want a ListenError", listen, err)
+		}
+	}
+}
+
+func TestEmbeddedDataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	first, err := StartEmbedded(EmbeddedOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = StartEmbedded(EmbeddedOptions{DataDir: dir})
+	if !errors.Is(err, ErrDataDirLocked) {
+		first.Shutdown()
+		t.Fatalf("second server on one folder: error %v, want ErrDataDirLocked", err)
+	}
+	if !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Errorf("error %q should name the folder and the holder's pid", err)
+	}
+
+	// Once the first is gone, the folder (and its data) can be used again.
+	first.Shutdown()
+	first.WaitForShutdown()
+	startEmbedded(t, EmbeddedOptions{DataDir: dir})
+}
+
+func TestEmbeddedDataDirNotAFolder(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := StartEmbedded(EmbeddedOptions{DataDir: filepath.Join(file, "data")})
+	if err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("error = %v, want one saying the path is not a directory", err)
+	}
+}
+
+func TestConnectUnreachable(t *testing.T) {
+	start := time.Now()
+	nc, err := Connect(timeout(t, 10*time.Second), "nats://127.0.0.1:1", "t")
+	if err == nil {
+		nc.Close()
+		t.Fatal("connected to port 1")
+	}
+	var ce *ConnectError
+	if !errors.As(err, &ce) || !ce.Unreachable {
+		t.Fatalf("error %v (%T) is not an unreachable ConnectError", err, err)
+	}
+	if want := "cannot reach NATS at nats://127.0.0.1:1: connection refused"; err.Error() != want {
+		t.Errorf("error = %q\nwant    %q", err, want)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %s to report an unreachable server", d)
+	}
+}
+
+func TestConnectCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Connect(ctx, "nats://127.0.0.1:1", "t")
+	if err == nil || !strings.Contains(err.Error(), "cannot reach NATS") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestConnectRedactsCredentials(t *testing.T) {
+	_, err := Connect(timeout(t, 10*time.Second), "nats://alice:s3cret@127.0.0.1:1, nats://tok3n@127.0.0.1:1", "t")
+	if err == nil {
+		t.Fatal("connected")
+	}
+	if msg := err.Error(); strings.Contains(msg, "s3cret") || strings.Contains(msg, "tok3n") || strings.Contains(msg, "alice") {
+		t.Errorf("credentials leak into %q", msg)
+	}
+}
+
+// After the first connection, Connect keeps reconnecting, even across a server restart.
+func TestConnectReconnectsAfterRestart(t *testing.T) {
+	addr, dir := freeAddr(t), t.TempDir()
+	s, err := StartEmbedded(EmbeddedOptions{DataDir: dir, Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := Connect(timeout(t, 10*time.Second), "nats://"+addr, "t")
+	if err != nil {
+		s.Shutdown()
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	reconnected := nc.StatusChanged(nats.CONNECTED)
+	s.Shutdown()
+	s.WaitForShutdown()
+
+	startEmbedded(t, EmbeddedOptions{DataDir: dir, Listen: addr})
+	select {
+	case <-reconnected:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("did not reconnect; status %v", nc.Status())
+	}
+	if err := WaitJetStream(timeout(t, 10*time.Second), nc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWaitJetStreamDisabled(t *testing.T) {
+	s, err := server.NewServer(&server.Options{DontListen: true, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc := connectInProcess(t, s)
+	err = WaitJetStream(timeout(t, 10*time.Second), nc)
+	if err == nil || !strings.Contains(err.Error(), "JetStream is not enabled") || !strings.Contains(err.Error(), "-js") {
+		t.Fatalf("error = %v, want one saying JetStream is off and how to turn it on", err)
+	}
+}
+
+func TestWaitJetStreamGivesUpWithContext(t *testing.T) {
+	s := startEmbedded(t, EmbeddedOptions{DataDir: t.TempDir()})
+	nc := connectInProcess(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := WaitJetStream(ctx, nc); err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestReason(t *testing.T) {
+	_, err := net.Dial("tcp", "127.0.0.1:1")
+	if got := reason(err); got != "connection refused" {
+		t.Errorf("reason(%v) = %q", err, got)
+	}
+	if got := reason(errors.New("plain")); got != "plain" {
+		t.Errorf("reason(plain) = %q", got)
+	}
+}
