@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -134,8 +135,8 @@ func (c *Conn) ReadLoop(fn func(frame []byte)) error {
 	for {
 		typ, r, err := c.ws.NextReader()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.Close(CloseTooBig, "message exceeds the hard size limit")
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				c.Close(CloseNoPong, "nothing received (not even a pong) for too long")
 			}
 			return err
 		}
