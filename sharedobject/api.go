@@ -234,6 +234,16 @@ func (a *API) Update(ctx context.Context, persistent bool, obj string, set map[s
 	return rep.Version, nil
 }
 
+// Set sets one slot.
+func (a *API) Set(ctx context.Context, persistent bool, obj, slot string, value any) (uint64, error) {
+	return a.Update(ctx, persistent, obj, map[string]any{slot: value})
+}
+
+// Delete deletes slots in one batch.
+func (a *API) Delete(ctx context.Context, persistent bool, obj string, slots ...string) (uint64, error) {
+	return a.Update(ctx, persistent, obj, nil, slots...)
+}
+
 // Send delivers handler(args...) to every subscriber of the object, from user from.
 func (a *API) Send(ctx context.Context, persistent bool, obj, from, handler string, args ...any) error {
 	if args == nil {

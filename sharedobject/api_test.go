@@ -150,3 +150,24 @@ func TestValidationHookDecidesBids(t *testing.T) {
 		t.Fatalf("no backend: %v", se)
 	}
 }
+
+func TestHookThatFailsOpenAcceptsWithoutBackend(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), func(c *sharedobject.Config) { c.HookTimeout = 100 * time.Millisecond })
+	stop, err := sharedobject.RegisterHook(ctxT(t), n.nc, "open", sharedobject.HookConfig{Pattern: "poll/**", FailOpen: true},
+		func(*sharedobject.HookRequest) sharedobject.HookVerdict {
+			return sharedobject.HookVerdict{RejectAll: "closed"}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dial(t, n.url, "")
+	sub(t, a, "poll/a/b", true)
+	waitFor(t, "the hook to be known", func() bool {
+		s, err := a.Update(ctxT(t), "poll/a/b", true, []client.Change{set("vote", 0, 1)})
+		return err == nil && len(s.Changes) == 1 && s.Changes[0].Reason == "closed"
+	})
+	stop()
+	if s := update(t, a, "poll/a/b", true, set("vote", 0, 2)); codes(s) != "success:vote" {
+		t.Fatalf("fail-open hook without backend: %q", codes(s))
+	}
+}

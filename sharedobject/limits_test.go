@@ -202,3 +202,22 @@ func TestTokensDecideAccess(t *testing.T) {
 		t.Fatal("dial with a token of another secret succeeded")
 	}
 }
+
+func TestExpiredTokenClosesConnectionWith4003(t *testing.T) {
+	secret := []byte("test-secret-0123456789")
+	n := startNode(t, startNATS(t, ""), func(c *sharedobject.Config) { c.Auth = auth.NewVerifier(secret) })
+	tok, err := auth.Issue(secret, auth.Claims{User: "bob", Read: []string{"**"}, TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, n.url, tok)
+	select {
+	case <-c.Done():
+	case <-time.After(waitLimit):
+		t.Fatal("connection outlived its token")
+	}
+	var ce *client.CloseError
+	if !errors.As(c.CloseErr(), &ce) || ce.Code != 4003 {
+		t.Fatalf("closed with %v, want 4003", c.CloseErr())
+	}
+}

@@ -89,9 +89,38 @@ func NewNode(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		n.cancel()
 		return nil, err
 	}
+	// Entries republished while the connection was down are lost to this node: refill every replica.
+	prev := nc.Opts.ReconnectedCB
+	nc.SetReconnectHandler(func(c *nats.Conn) {
+		if prev != nil {
+			prev(c)
+		}
+		n.catchUpAll()
+	})
 	n.wg.Add(1)
 	go n.heartbeatLoop()
 	return n, nil
+}
+
+func (n *Node) catchUpAll() {
+	n.mu.Lock()
+	objects := make([]*object, 0, len(n.objects))
+	for _, o := range n.objects {
+		objects = append(objects, o)
+	}
+	n.mu.Unlock()
+	for _, o := range objects {
+		select {
+		case <-o.ready:
+		default:
+			continue // still loading: it reads the log anyway
+		}
+		o.mu.Lock()
+		if err := o.catchUpLocked(n.ctx); err != nil {
+			n.log.Warn("catch-up after reconnect failed", "obj", o.key.name, "err", err)
+		}
+		o.mu.Unlock()
+	}
 }
 
 func (n *Node) setup(ctx context.Context) error {
