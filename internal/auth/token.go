@@ -211,7 +211,16 @@ func classify(tok *jwt.Token, tc *tokenClaims, err error) *Error {
 // headers on a WebSocket upgrade.
 func (v *Verifier) FromRequest(r *http.Request) (*Identity, error) {
 	if v.Anonymous() {
-		return v.Verify("")
+		id, _ := v.Verify("")
+		// Without a secret nothing proves who a client is, so it may simply say (a development convenience
+		// that lets a page keep its name across reconnects).
+		if user := r.URL.Query().Get("user"); user != "" {
+			if !validAnonymousUser(user) {
+				return nil, unauthorized("?user=%q: use 1 to 64 letters, digits, '-' or '_'", clipText(user))
+			}
+			id.User = user
+		}
+		return id, nil
 	}
 	if token := r.URL.Query().Get("token"); token != "" {
 		return v.Verify(token)
@@ -225,4 +234,23 @@ func (v *Verifier) FromRequest(r *http.Request) (*Identity, error) {
 		return nil, unauthorized(`Authorization header must be "Bearer <JWT>", not %q`, scheme)
 	}
 	return v.Verify(strings.TrimSpace(token))
+}
+
+func validAnonymousUser(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func clipText(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }

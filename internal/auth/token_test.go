@@ -228,3 +228,18 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestAnonymousClientMayNameItself(t *testing.T) {
+	v := NewVerifier(nil)
+	id, err := v.FromRequest(httptest.NewRequest("GET", "/so?user=alice_1", nil))
+	if err != nil || id.User != "alice_1" || !id.Anonymous || !id.CanWrite(true, "x") {
+		t.Fatalf("got %+v %v", id, err)
+	}
+	if _, err := v.FromRequest(httptest.NewRequest("GET", "/so?user=a%20b", nil)); err == nil {
+		t.Fatal("a name with a space was accepted")
+	}
+	// With a secret, ?user= means nothing: the token decides.
+	if _, err := NewVerifier([]byte("0123456789abcdef")).FromRequest(httptest.NewRequest("GET", "/so?user=alice", nil)); err == nil {
+		t.Fatal("?user= without a token was accepted with a secret set")
+	}
+}
