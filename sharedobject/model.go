@@ -125,6 +125,15 @@ func (s *State) Recent(id string) (version uint64, names []string, ok bool) {
 	return r.version, r.names, true
 }
 
+// Knows reports whether a request id (of a commit or a message) was committed recently.
+func (s *State) Knows(id string) bool {
+	_, ok := s.byID[id]
+	return ok
+}
+
+// RememberMessage records a delivered message's id, so that a re-sent copy is not delivered twice.
+func (s *State) RememberMessage(id string) { s.remember(&Commit{ID: id, Version: s.Version}) }
+
 // Apply applies a commit and returns what subscribers are told. The commit must be the next version.
 func (s *State) Apply(c *Commit, resyncWindow uint64) []Event {
 	if c.Epoch != "" {

@@ -188,6 +188,9 @@ func (o *object) applyLocked(seq uint64, e *entry) {
 		case op.commit != nil:
 			o.applyCommitLocked(op.commit)
 		case op.msg != nil:
+			if op.msg.ID != "" {
+				o.state.RememberMessage(op.msg.ID)
+			}
 			f := messageFrame(o.key.name, o.key.persistent, op.msg)
 			for s := range o.subs {
 				s.send(f)

@@ -181,3 +181,18 @@ func TestPersistentObjectSurvivesRestart(t *testing.T) {
 		t.Fatalf("delta after restart: %q", codes(d))
 	}
 }
+
+func TestRetryQueuedBehindItsOriginalIsAppliedOnce(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	a := dial(t, n.url, "")
+	sub(t, a, "ctr", true)
+	frame := []byte(`{"op":"update","obj":"ctr","persistent":true,"id":"u-1","changes":[{"name":"n","base":0,"value":1}]}`)
+	a.WriteRaw(frame)
+	a.WriteRaw(frame)
+	for i := range 2 {
+		s := nextSync(t, a)
+		if s.ID != "u-1" || codes(s) != "success:n" || s.Version != 1 {
+			t.Fatalf("answer %d: %q v%d, want success at v1 both times", i, codes(s), s.Version)
+		}
+	}
+}

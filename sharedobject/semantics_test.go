@@ -127,3 +127,24 @@ func TestNamespacesAreSeparate(t *testing.T) {
 		t.Fatalf("persistent namespace saw %q", codes(s))
 	}
 }
+
+func TestResentMessageIsDeliveredOnce(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	a, b := dial(t, n.url, ""), dial(t, n.url, "")
+	sub(t, a, "chat", true)
+	sub(t, b, "chat", true)
+	frame := []byte(`{"op":"send","obj":"chat","persistent":true,"id":"m-1","handler":"say","args":["once"]}`)
+	a.WriteRaw(frame)
+	a.WriteRaw(frame) // a retry after a reconnect carries the same id
+	a.Send("chat", true, "say", "next")
+	for i, want := range []string{`["once"]`, `["once"]`, `["next"]`} {
+		if ev := next(t, a); ev.Message == nil || string(ev.Message.Args) != want {
+			t.Fatalf("sender event %d: %s, want %s", i, describe(ev), want)
+		}
+	}
+	for i, want := range []string{`["once"]`, `["next"]`} {
+		if ev := next(t, b); ev.Message == nil || string(ev.Message.Args) != want {
+			t.Fatalf("other event %d: %s, want %s", i, describe(ev), want)
+		}
+	}
+}
