@@ -3,10 +3,8 @@ package sharedobject
 import (
 	"context"
 	"encoding/base64"
-	"errors"
-	"time"
-
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -322,5 +320,3 @@ func (o *object) unsubscribe(s *session) bool {
 	}
 	return ok
 }
-
-var errObjectGone = errors.New("object unloaded")
