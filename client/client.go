@@ -332,7 +332,10 @@ func (c *Conn) write(b []byte) error {
 // setCloseErr records why the connection ended; the first reason wins.
 func (c *Conn) setCloseErr(err error) {
 	c.mu.Lock()
-	if c.closeErr == nil {
+	// The first reason wins, except that the server's close frame explains more than the write error
+	// that a closing socket may have caused first.
+	var ce *CloseError
+	if c.closeErr == nil || errors.As(err, &ce) && !errors.As(c.closeErr, &ce) {
 		c.closeErr = err
 	}
 	c.mu.Unlock()

@@ -2,7 +2,8 @@ package sharedobject
 
 import (
 	"fmt"
-	"math"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -63,6 +64,11 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *WireError)
 	}
 	if !gjson.ValidBytes(data) {
 		return f, wireErr(CodeBadJSON, "frame is not valid JSON")
+	}
+	// JSON validity does not cover the bytes inside strings, and a value relayed to browsers must be
+	// UTF-8 (RFC 6455 §8.1), or every subscriber's socket would fail on it.
+	if !utf8.Valid(data) {
+		return f, wireErr(CodeBadJSON, "frame is not valid UTF-8")
 	}
 	root := gjson.ParseBytes(data)
 	if !root.IsObject() {
@@ -215,10 +221,11 @@ func wantString(v gjson.Result, field string, dst *string) *WireError {
 }
 
 func wantVersion(v gjson.Result, field string) (uint64, *WireError) {
-	if v.Type != gjson.Number || v.Num < 0 || v.Num > 1<<53 || v.Num != math.Trunc(v.Num) {
+	n, err := strconv.ParseUint(v.Raw, 10, 64) // the raw digits: a float would round 2^53+1 to 2^53
+	if v.Type != gjson.Number || err != nil || n > 1<<53 {
 		return 0, wireErr(CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
 	}
-	return uint64(v.Num), nil
+	return n, nil
 }
 
 // clip shortens untrusted text quoted back in an error message.

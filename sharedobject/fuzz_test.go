@@ -1,0 +1,615 @@
+package sharedobject
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"testing"
+)
+
+// Fuzz targets for the three places untrusted or replicated bytes enter the package: client frames,
+// the pure model (every replica must reach the same state), and log entries read back from JetStream.
+
+// protocolFrames are the client frames of docs/PROTOCOL.md §1.3, verbatim.
+var protocolFrames = []string{
+	`{"op":"sub","obj":"room/42","persistent":true}`,
+	`{"op":"sub","obj":"room/42","persistent":true,"version":17,"epoch":"k2Jq9"}`,
+	`{"op":"update","obj":"room/42","persistent":true,"id":"c7-1","changes":[{"name":"topic","base":17,"value":"Hello"},{"name":"draft","base":17,"delete":true}]}`,
+	`{"op":"send","obj":"room/42","persistent":true,"id":"c7-2","handler":"chat","args":["alice","hi all"]}`,
+	`{"op":"unsub","obj":"room/42","persistent":true}`,
+	`{"op":"ping","id":"p1"}`,
+}
+
+// fuzzLimits are small so that the fuzzer reaches every limit without huge inputs.
+func fuzzLimits() Limits {
+	l := DefaultLimits()
+	l.MaxFrameBytes, l.MaxValueBytes, l.MaxChanges, l.MaxNameBytes = 4096, 64, 4, 16
+	return l
+}
+
+func FuzzParseClientFrame(f *testing.F) {
+	for _, s := range protocolFrames {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		` { "op" : "update" , "obj":"o","id":"1","changes":[ {"name":"n","base":0,"value": { "a" : [ 1 , {"b":null} ] } } ] } `,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":1e400,"value":1}]}`,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":9007199254740993,"value":1}]}`,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":-0,"value":123456789012345678901234567890e-5}]}`,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":1.5,"value":1}]}`,
+		`{"op":"update","obj":"ü/☃","id":"1","changes":[{"name":"日本","base":0,"value":"\ud83d\ude00 é"}]}`,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":0,"value":1,"value":2}],"changes":[{"name":"m","base":0,"delete":true}]}`,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":0,"value":1},{"name":"n","base":0,"value":2}]}`,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"n\u0000","base":0,"value":"\u0000"}]}`,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":0,"delete":true,"value":null}]}`,
+		`{"op":"update","obj":"o","id":"1","changes":[]}`,
+		`{"op":"ping","op":"sub","obj":"o"}`,
+		`{"o\u0070":"send","obj":"o","handler":"h","args":[ 1, [2, {"x" : "y"}] ]}`,
+		`{"op":"send","obj":"o","handler":"h","args":{}}`,
+		`{"op":"sub","obj":"a b","persistent":"yes"}`,
+		`{"op":"sub","obj":"\u2028"}`,
+		`[{"op":"ping"}]`,
+		`{"op":"update","obj":"o","id":"1","changes":[{"name":"a","base":0,"value":{"k":{"k":{"k":[[[[[]]]]]}}}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	lim := fuzzLimits()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, werr := parseClientFrame(data, &lim)
+		if werr != nil {
+			if werr.Code == "" || werr.Message == "" {
+				t.Fatalf("refusal without code or message: %+v", werr)
+			}
+			return
+		}
+		if err := checkFrame(fr, data, &lim); err != nil {
+			t.Fatalf("accepted %q: %v", data, err)
+		}
+	})
+}
+
+// checkFrame states what an accepted frame promises to the rest of the package.
+func checkFrame(fr clientFrame, data []byte, lim *Limits) error {
+	if len(data) > lim.MaxFrameBytes || !json.Valid(data) {
+		return fmt.Errorf("frame too large or not JSON")
+	}
+	if len(fr.id) > maxIDBytes {
+		return fmt.Errorf("id of %d bytes", len(fr.id))
+	}
+	switch fr.op {
+	case "ping":
+		return nil
+	case "sub", "unsub", "update", "send":
+	default:
+		return fmt.Errorf("op %q", fr.op)
+	}
+	if !validName(fr.obj, lim.MaxNameBytes) {
+		return fmt.Errorf("object name %q", fr.obj)
+	}
+	switch fr.op {
+	case "update":
+		return checkChanges(fr, data, lim)
+	case "send":
+		if !validName(fr.handler, lim.MaxNameBytes) {
+			return fmt.Errorf("handler %q", fr.handler)
+		}
+		if len(fr.args) == 0 || fr.args[0] != '[' || !isCompactJSON(fr.args) {
+			return fmt.Errorf("args %q are not a compact JSON array", fr.args)
+		}
+	}
+	return nil
+}
+
+func checkChanges(fr clientFrame, data []byte, lim *Limits) error {
+	if fr.id == "" || len(fr.changes) == 0 || len(fr.changes) > lim.MaxChanges {
+		return fmt.Errorf("update with id %q and %d changes", fr.id, len(fr.changes))
+	}
+	// encoding/json reads the same frame independently: the parser must agree on names, values and bases.
+	var raw struct {
+		Changes []map[string]json.RawMessage `json:"changes"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil || len(raw.Changes) != len(fr.changes) {
+		return fmt.Errorf("encoding/json reads %d changes (%v)", len(raw.Changes), err)
+	}
+	seen := map[string]bool{}
+	for i, c := range fr.changes {
+		want := raw.Changes[i]
+		var name string
+		json.Unmarshal(want["name"], &name)
+		var base json.Number
+		json.Unmarshal(want["base"], &base)
+		switch {
+		case !validName(c.Name, lim.MaxNameBytes) || seen[c.Name]:
+			return fmt.Errorf("slot name %q invalid or repeated", c.Name)
+		case c.Name != name:
+			return fmt.Errorf("slot name %q; encoding/json reads %q", c.Name, name)
+		case !sameNumber(base, c.Base):
+			return fmt.Errorf("slot %q base %d; the frame says %s", c.Name, c.Base, base)
+		case c.Delete != (c.Value == nil):
+			return fmt.Errorf("slot %q: delete=%v with value %q", c.Name, c.Delete, c.Value)
+		case c.Delete:
+		case len(c.Value) > lim.MaxValueBytes || !isCompactJSON(c.Value):
+			return fmt.Errorf("slot %q value %q is too large or not compact JSON", c.Name, c.Value)
+		case !bytes.Equal(c.Value, compact(want["value"])):
+			return fmt.Errorf("slot %q value %q; the frame says %q", c.Name, c.Value, want["value"])
+		}
+		seen[c.Name] = true
+	}
+	return nil
+}
+
+// sameNumber reports whether the JSON number n, read as a float64 like the parser does, is v. (Exactly
+// would be stricter: see TestKnownBugs, base 2^53+1.)
+func sameNumber(n json.Number, v uint64) bool {
+	f, err := n.Float64()
+	return err == nil && f == float64(v)
+}
+
+func compact(v []byte) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, v) != nil {
+		return nil
+	}
+	return b.Bytes()
+}
+
+func isCompactJSON(v []byte) bool { return json.Valid(v) && bytes.Equal(v, compact(v)) }
+
+// Model fuzzing. The fuzz bytes are read as a program over a small alphabet of slot names and values, so
+// that batches collide; the resync window is small so that tombstones are pruned within short inputs.
+
+var (
+	fuzzNames  = []string{"a", "b", "c", "dé", "e/f"}
+	fuzzValues = []string{`1`, `"x"`, `null`, `{"k":[1,2]}`, `true`, `""`, `"ü\n"`}
+)
+
+const (
+	fuzzWindow   = 8
+	fuzzMaxSlots = 3
+	fuzzMaxBytes = 30
+)
+
+// program hands out fuzz bytes; past the end it reads zeros.
+type program []byte
+
+func (p *program) next() byte {
+	if len(*p) == 0 {
+		return 0
+	}
+	b := (*p)[0]
+	*p = (*p)[1:]
+	return b
+}
+
+func FuzzBatchApply(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0x01, 0x10, 0x00, 0x00, 0x11, 0x40, 0x81, 0x20, 0x02, 0x8f, 0x00, 0x13, 0x22, 0x07})
+	// Long enough to pass version 64, where tombstones outside the window are pruned.
+	long := make([]byte, 0, 1024)
+	for i := range 1024 {
+		long = append(long, byte(i*37+i/7))
+	}
+	f.Add(long)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 2048 {
+			t.Skip("long inputs add versions, not cases, and the checks are quadratic in the version")
+		}
+		m := newModelRun()
+		p := program(data)
+		for len(p) > 0 {
+			if err := m.entry(&p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := m.finish(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// modelRun drives one State the way the write path does (draft a group of batches and messages, log them
+// as one entry, apply) and keeps what is needed to check it: the log, and the slots at every version.
+type modelRun struct {
+	s        *State
+	fromSnap *State              // rebuilt from the latest snapshot, then fed the same ops
+	logged   []op                // ops as read back from the log, in order
+	at       []map[string]string // slots at each version
+	ids      []recentCommit      // what Recent should answer, oldest first
+	nextID   int
+}
+
+func newModelRun() *modelRun {
+	return &modelRun{s: NewState(), at: []map[string]string{{}}}
+}
+
+// applyOp applies a logged op to a replica as object.applyLocked does.
+func applyOp(s *State, o op) {
+	if o.commit != nil {
+		s.Apply(o.commit, fuzzWindow)
+	} else if o.msg.ID != "" {
+		s.RememberMessage(o.msg.ID)
+	}
+}
+
+// entry drafts 1–3 batches or messages into one log entry, checks the round trip through the log, and
+// applies it.
+func (m *modelRun) entry(p *program) error {
+	h := p.next()
+	d := m.s.NewDraft()
+	var ops []op
+	commits := 0
+	for range 1 + int(h%3) {
+		o, err := m.batch(p, d)
+		if err != nil {
+			return err
+		}
+		m.nextID++
+		switch c := o.commit; {
+		case o.msg != nil:
+			o.msg.ID = "m" + strconv.Itoa(m.nextID)
+		case c == nil:
+			continue
+		case c.Version != m.s.Version+uint64(commits)+1:
+			return fmt.Errorf("draft gave version %d, want %d", c.Version, m.s.Version+uint64(commits)+1)
+		default:
+			commits++
+			if m.s.Epoch == "" && commits == 1 {
+				c.Epoch = "ep-é"
+			}
+			if m.nextID%3 != 0 { // every third commit is a server-side write, without an id
+				c.ID, c.Origin, c.User = "r"+strconv.Itoa(m.nextID), "node/s1", "ü"
+			}
+		}
+		ops = append(ops, o)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	data := encodeEntry(ops)
+	e, err := decodeEntry(data)
+	if err != nil {
+		return fmt.Errorf("decode %s: %v", data, err)
+	}
+	if len(e.ops) != len(ops) {
+		return fmt.Errorf("entry %s decodes to %d ops, want %d", data, len(e.ops), len(ops))
+	}
+	lenBefore, bytesBefore := m.s.Len(), m.s.Bytes()
+	for i, o := range ops {
+		if err := sameOp(o, e.ops[i]); err != nil {
+			return fmt.Errorf("entry %s: %v", data, err)
+		}
+		if err := m.apply(o); err != nil {
+			return err
+		}
+		m.logged = append(m.logged, e.ops[i])
+		if m.fromSnap != nil {
+			applyOp(m.fromSnap, e.ops[i])
+		}
+	}
+	switch {
+	case d.count != m.s.Len() || d.bytes != m.s.Bytes():
+		return fmt.Errorf("draft predicted %d slots / %d bytes, state has %d / %d", d.count, d.bytes, m.s.Len(), m.s.Bytes())
+	case m.s.Len() > max(fuzzMaxSlots, lenBefore) || m.s.Bytes() > max(fuzzMaxBytes, bytesBefore):
+		return fmt.Errorf("limits broken: %d slots / %d bytes", m.s.Len(), m.s.Bytes())
+	}
+	if h&0xe0 == 0xe0 { // now and then, as the write path does
+		snap, err := decodeEntry(encodeSnapshot(m.s))
+		if err != nil || snap.snap == nil {
+			return fmt.Errorf("snapshot does not decode: %v", err)
+		}
+		m.fromSnap = snap.snap
+		if err := m.sameState("snapshot", m.fromSnap); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batch reads one client batch, a clear or a message, judges it like the write path and adds it to the
+// draft. It returns a zero op when nothing is to be logged.
+func (m *modelRun) batch(p *program, d *Draft) (op, error) {
+	bh := p.next()
+	switch bh % 16 {
+	case 15:
+		return op{commit: d.AddClear()}, nil
+	case 14:
+		return op{msg: &Message{Origin: "node/s1", User: "ü", Handler: "chat", Args: []byte(`["hi",{"n":1}]`)}}, nil
+	}
+	force := bh&0xc0 == 0xc0
+	var changes []Change
+	for range 1 + int(bh>>4&3) {
+		c, b := p.next(), p.next()
+		ch := Change{Name: fuzzNames[int(c)%len(fuzzNames)]}
+		if slices.ContainsFunc(changes, func(x Change) bool { return x.Name == ch.Name }) {
+			continue // the parser refuses a slot twice in one batch
+		}
+		if c&0x80 != 0 {
+			ch.Delete = true
+		} else {
+			ch.Value = []byte(fuzzValues[int(c>>3)%len(fuzzValues)])
+		}
+		// A client's base is a version it saw: mostly the committed one, sometimes an older one (stale).
+		if b%4 == 0 {
+			ch.Base = m.s.Version - min(uint64(b>>2%8), m.s.Version)
+		} else {
+			ch.Base = m.s.Version
+		}
+		changes = append(changes, ch)
+	}
+	outcomes := d.Judge(changes, force)
+	for i, ch := range changes {
+		cur := d.get(ch.Name)
+		stale := !force && cur.version > ch.Base
+		same := ch.Delete && !cur.exists || !ch.Delete && cur.exists && bytes.Equal(cur.value, ch.Value)
+		want := Accepted
+		if stale {
+			want = Rejected
+		} else if same {
+			want = NoOp
+		}
+		if outcomes[i] != want {
+			return op{}, fmt.Errorf("%+v on slot at v%d (exists %v): judged %d, want %d", ch, cur.version, cur.exists, outcomes[i], want)
+		}
+	}
+	slots, size := d.Fits(changes, outcomes)
+	if slots > fuzzMaxSlots && slots > m.s.Len() || size > fuzzMaxBytes && size > m.s.Bytes() {
+		return op{}, nil // refused whole, as the write path does
+	}
+	c := d.Add(changes, outcomes)
+	accepted := 0
+	for _, o := range outcomes {
+		if o == Accepted {
+			accepted++
+		}
+	}
+	switch {
+	case c == nil && accepted > 0, c != nil && len(c.Sets)+len(c.Deletes) != accepted:
+		return op{}, fmt.Errorf("%d accepted changes gave commit %+v", accepted, c)
+	case d.count != slots || d.bytes != size:
+		return op{}, fmt.Errorf("Fits said %d/%d, Add recorded %d/%d", slots, size, d.count, d.bytes)
+	}
+	return op{commit: c}, nil
+}
+
+// apply applies one op and checks a commit's events and the state against the previous version.
+func (m *modelRun) apply(o op) error {
+	if o.msg != nil {
+		applyOp(m.s, o)
+		m.ids = append(m.ids, recentCommit{id: o.msg.ID, version: m.s.Version})
+		return nil
+	}
+	c := o.commit
+	prev := m.at[len(m.at)-1]
+	events := m.s.Apply(c, fuzzWindow)
+	if m.s.Version != uint64(len(m.at)) {
+		return fmt.Errorf("version %d after %d commits", m.s.Version, len(m.at))
+	}
+	cur := maps.Clone(prev)
+	for _, ev := range events {
+		old, existed := cur[ev.Name]
+		if existed != (ev.OldValue != nil) || existed && old != string(ev.OldValue) {
+			return fmt.Errorf("v%d: event %s %q has oldValue %q, the slot held %q (exists %v)", c.Version, ev.Code, ev.Name, ev.OldValue, old, existed)
+		}
+		if ev.Code == "delete" {
+			delete(cur, ev.Name)
+		} else {
+			cur[ev.Name] = string(ev.Value)
+		}
+	}
+	if got := slotMap(m.s); !maps.Equal(got, cur) {
+		return fmt.Errorf("v%d: state %v, events lead to %v", c.Version, got, cur)
+	}
+	m.at = append(m.at, cur)
+	if c.ID != "" {
+		m.ids = append(m.ids, recentCommit{id: c.ID, version: c.Version, names: append(slotNames(c.Sets), c.Deletes...)})
+	}
+	n, size := 0, 0
+	m.s.Slots(func(name string, value []byte, _ uint64) { n, size = n+1, size+len(name)+len(value) })
+	if n != m.s.Len() || size != m.s.Bytes() {
+		return fmt.Errorf("v%d: Len/Bytes %d/%d, recount %d/%d", c.Version, m.s.Len(), m.s.Bytes(), n, size)
+	}
+	return nil
+}
+
+// finish checks the end state against a replay of the log, the snapshot replica, and every resync.
+func (m *modelRun) finish() error {
+	replay := NewState()
+	for _, o := range m.logged {
+		applyOp(replay, o)
+	}
+	if err := m.sameState("replay", replay); err != nil {
+		return err
+	}
+	if m.fromSnap != nil {
+		if err := m.sameState("snapshot replica", m.fromSnap); err != nil {
+			return err
+		}
+	}
+	// The last recentLimit request ids are remembered, with what they committed; older ones are not.
+	for i, r := range m.ids {
+		v, names, ok := m.s.Recent(r.id)
+		if ok != (i >= len(m.ids)-recentLimit) || ok && (v != r.version || !slices.Equal(names, r.names)) {
+			return fmt.Errorf("Recent(%q) = %d %v %v, want %d %v", r.id, v, names, ok, r.version, r.names)
+		}
+	}
+	return m.checkDeltas()
+}
+
+// checkDeltas checks, for a client at every past version, that the delta brings it to the current slots,
+// and that it gets a full sync exactly when the protocol says so.
+func (m *modelRun) checkDeltas() error {
+	s := m.s
+	if _, full := s.Delta(s.Epoch+"x", s.Version, fuzzWindow); !full {
+		return fmt.Errorf("a client from another epoch got a delta")
+	}
+	for v := uint64(1); v <= s.Version; v++ {
+		events, full := s.Delta(s.Epoch, v, fuzzWindow)
+		if want := v < s.horizon || s.Version-v > fuzzWindow; full != want {
+			return fmt.Errorf("client at v%d of v%d (horizon %d): full=%v", v, s.Version, s.horizon, full)
+		}
+		if full {
+			continue
+		}
+		got := maps.Clone(m.at[v])
+		for _, ev := range events {
+			if ev.Code == "delete" {
+				delete(got, ev.Name)
+			} else {
+				got[ev.Name] = string(ev.Value)
+			}
+		}
+		if want := m.at[s.Version]; !maps.Equal(got, want) {
+			return fmt.Errorf("client at v%d: delta %v leads to %v, want %v", v, events, got, want)
+		}
+	}
+	return nil
+}
+
+// sameState compares another replica with the run's state: what it stores and what it answers.
+func (m *modelRun) sameState(what string, r *State) error {
+	s := m.s
+	switch {
+	case r.Epoch != s.Epoch || r.Version != s.Version || r.horizon != s.horizon:
+		return fmt.Errorf("%s: epoch/version/horizon %q/%d/%d, want %q/%d/%d", what, r.Epoch, r.Version, r.horizon, s.Epoch, s.Version, s.horizon)
+	case r.Len() != s.Len() || r.Bytes() != s.Bytes():
+		return fmt.Errorf("%s: %d slots / %d bytes, want %d / %d", what, r.Len(), r.Bytes(), s.Len(), s.Bytes())
+	case !reflect.DeepEqual(r.slots, s.slots):
+		return fmt.Errorf("%s: slots %v, want %v", what, r.slots, s.slots)
+	case !maps.Equal(r.tombs, s.tombs):
+		return fmt.Errorf("%s: tombstones %v, want %v", what, r.tombs, s.tombs)
+	}
+	for id := range s.byID {
+		v1, n1, _ := s.Recent(id)
+		v2, n2, ok := r.Recent(id)
+		if !ok || v1 != v2 || !slices.Equal(n1, n2) {
+			return fmt.Errorf("%s: Recent(%q) = %d %v %v, want %d %v", what, id, v2, n2, ok, v1, n1)
+		}
+	}
+	if len(r.byID) != len(s.byID) {
+		return fmt.Errorf("%s: remembers %d request ids, want %d", what, len(r.byID), len(s.byID))
+	}
+	// Older versions get a full sync (checkDeltas checks the rule); the window is where answers differ.
+	for v := s.Version - min(s.Version, fuzzWindow+2); v <= s.Version; v++ {
+		e1, f1 := s.Delta(s.Epoch, v, fuzzWindow)
+		e2, f2 := r.Delta(s.Epoch, v, fuzzWindow)
+		if f1 != f2 || !reflect.DeepEqual(e1, e2) {
+			return fmt.Errorf("%s: Delta from v%d = %v %v, want %v %v", what, v, e2, f2, e1, f1)
+		}
+	}
+	return nil
+}
+
+func sameOp(a, b op) error {
+	if a.msg != nil {
+		if b.msg == nil || !reflect.DeepEqual(*a.msg, *b.msg) {
+			return fmt.Errorf("message %+v decodes as %+v", a.msg, b)
+		}
+		return nil
+	}
+	return sameCommit(a.commit, b.commit)
+}
+
+func sameCommit(a, b *Commit) error {
+	if b == nil {
+		return fmt.Errorf("commit v%d decodes as another op", a.Version)
+	}
+	x, y := *a, *b
+	x.Sets, y.Sets = nil, nil
+	if !reflect.DeepEqual(x, y) || len(a.Sets) != len(b.Sets) || !slices.Equal(a.Deletes, b.Deletes) {
+		return fmt.Errorf("commit %+v decodes as %+v", a, b)
+	}
+	for i := range a.Sets {
+		if a.Sets[i].Name != b.Sets[i].Name || !bytes.Equal(a.Sets[i].Value, b.Sets[i].Value) {
+			return fmt.Errorf("set %d %q=%s decodes as %q=%s", i, a.Sets[i].Name, a.Sets[i].Value, b.Sets[i].Name, b.Sets[i].Value)
+		}
+	}
+	return nil
+}
+
+func slotMap(s *State) map[string]string {
+	out := map[string]string{}
+	s.Slots(func(name string, value []byte, _ uint64) { out[name] = string(value) })
+	return out
+}
+
+func slotNames(sets []SlotValue) []string {
+	var out []string
+	for _, sv := range sets {
+		out = append(out, sv.Name)
+	}
+	return out
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	s := NewState()
+	s.Apply(&Commit{Version: 1, Epoch: "ep", ID: "r1", Sets: []SlotValue{{"a", []byte(`{"x":[1]}`)}, {"b", []byte(`2`)}}}, 8)
+	s.Apply(&Commit{Version: 2, ID: "r2", Deletes: []string{"b"}}, 8)
+	s.Lock = LockState{ID: "L1", Until: 1767225600000}
+	f.Add(encodeSnapshot(s))
+	f.Add(encodeEntry([]op{
+		{commit: &Commit{Version: 13, Epoch: "ep", ID: "r1", Origin: "node/s1", User: "alice", Clear: true,
+			Sets: []SlotValue{{"a", []byte(`1`)}}, Deletes: []string{"b"}}},
+		{msg: &Message{ID: "r2", Origin: "node/s1", User: "alice", Handler: "chat", Args: []byte(`["hi"]`)}},
+		{lock: &LockState{ID: "L1", Until: 1767225600000}},
+		{unlock: "L1"},
+	}))
+	f.Add(resetEntry)
+	for _, s := range []string{
+		`{"ops":[{"t":"c","v":1,"set":[["a"],["b",1,2],[1,2]]}]}`,
+		`{"ops":[{"t":"m","a":{}}]}`,
+		`{"ops":[{"t":"x"}]}`,
+		`{"ops":{}}`,
+		`{"snap":{"slots":[["a",1]],"tombs":[1,[2,3]],"recent":[["r",1,"a"]],"lock":[1]}}`,
+		`{"snap":[]}`,
+		`[]`,
+		`{"reset":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := decodeEntry(data)
+		if err != nil {
+			return
+		}
+		// What was decoded can be written again, and read back (a node re-logs what it applied).
+		var again []byte
+		switch {
+		case e.snap != nil:
+			again = encodeSnapshot(e.snap)
+		case e.reset:
+			return
+		default:
+			again = encodeEntry(e.ops)
+		}
+		if !json.Valid(again) {
+			t.Fatalf("%q decodes, but re-encodes as invalid JSON %q", data, again)
+		}
+		if _, err := decodeEntry(again); err != nil {
+			t.Fatalf("%q decodes, but its re-encoding %q does not: %v", data, again, err)
+		}
+	})
+}
+
+// TestFuzzFindingsAreRefused pins what the fuzzers found: frames that were once accepted and must not be.
+func TestFuzzFindingsAreRefused(t *testing.T) {
+	lim := DefaultLimits()
+	for _, tc := range []struct{ name, frame string }{
+		// Values and args are relayed verbatim in WebSocket text messages, which must be UTF-8: a browser
+		// that receives one fails the connection, and the full sync on reconnect fails it again.
+		{"value with invalid UTF-8", "{\"op\":\"update\",\"obj\":\"o\",\"id\":\"1\",\"changes\":[{\"name\":\"n\",\"base\":0,\"value\":\"\xff\"}]}"},
+		{"args with invalid UTF-8", "{\"op\":\"send\",\"obj\":\"o\",\"handler\":\"h\",\"args\":[\"\xc3(\"]}"},
+		// A base is a whole number from 0 to 2^53 (§1.3); these are read as 2^53 and 1.
+		{"base 2^53+1", `{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":9007199254740993,"value":1}]}`},
+		{"fractional base", `{"op":"update","obj":"o","id":"1","changes":[{"name":"n","base":1.0000000000000001,"value":1}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if f, werr := parseClientFrame([]byte(tc.frame), &lim); werr == nil {
+				t.Errorf("accepted %q as %+v; want it refused", tc.frame, f)
+			}
+		})
+	}
+}
