@@ -59,9 +59,10 @@ func TestRunExternalNATSOutage(t *testing.T) {
 	addr := freeAddr(t)
 	p := startRun(t, []string{"-addr", addr, "-nats", "nats://" + natsAddr}, env{})
 	waitHealth(t, addr, http.StatusOK)
-	if !strings.Contains(p.out.String(), "nats=\"external nats://"+natsAddr+"\"") {
-		t.Errorf("startup line does not name the external NATS:\n%s", p.out)
-	}
+	// The server may answer before its startup line is written: wait for the line.
+	waitFor(t, 10*time.Second, "the startup line naming the external NATS", func() (bool, string) {
+		return strings.Contains(p.out.String(), "nats=\"external nats://"+natsAddr+"\""), p.out.String()
+	})
 
 	stopNATS()
 	waitHealth(t, addr, http.StatusServiceUnavailable)
