@@ -46,6 +46,9 @@ type Options struct {
 }
 
 // Conn is a WebSocket with a bounded outbound queue. Send may be called from any goroutine.
+//
+// The writer goroutine runs only while there is something to write: an idle connection costs no goroutine
+// but its reader's, which matters at tens of thousands of connections.
 type Conn struct {
 	ws  *websocket.Conn
 	opt Options
@@ -53,20 +56,22 @@ type Conn struct {
 	mu        sync.Mutex
 	queue     [][]byte
 	queued    int
+	writing   bool // a writer goroutine is running
+	pingDue   bool
 	closing   bool
 	closeCode int
 	closeText string
-	flushLast bool // on close, write what is queued first
+	finished  bool // the close frame went out (or could not) and the socket is closed
+	ping      *time.Timer
 
-	wake chan struct{}
-	done chan struct{} // closed when the writer has finished
+	done chan struct{} // closed when the socket is closed
 }
 
-// New starts the writer. The caller runs ReadLoop in its own goroutine (usually the HTTP handler's).
+// New wraps ws. The caller runs ReadLoop in its own goroutine (usually the HTTP handler's).
 func New(ws *websocket.Conn, opt Options) *Conn {
-	c := &Conn{ws: ws, opt: opt, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &Conn{ws: ws, opt: opt, done: make(chan struct{})}
 	ws.SetReadLimit(int64(opt.MaxMessageBytes))
-	go c.writeLoop()
+	c.ping = time.AfterFunc(pingInterval, c.pingNow)
 	return c
 }
 
@@ -74,22 +79,17 @@ func New(ws *websocket.Conn, opt Options) *Conn {
 // must not be changed afterwards. When the queue is over its bound the connection is closed as slow.
 func (c *Conn) Send(frame []byte) error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closing {
-		c.mu.Unlock()
 		return ErrClosed
 	}
 	if c.queued+len(frame) > c.opt.OutboundBytes {
-		c.closeLocked(CloseSlowConsumer, "slow consumer: outbound queue full; reconnect and resync", false)
-		c.mu.Unlock()
+		c.closeLocked(CloseSlowConsumer, "slow consumer: outbound queue full; reconnect and resync")
 		return ErrClosed
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.startWriterLocked()
 	return nil
 }
 
@@ -97,25 +97,39 @@ func (c *Conn) Send(frame []byte) error {
 // whose queue is the problem). It returns at once; Done tells when the socket is gone.
 func (c *Conn) Close(code int, text string) {
 	c.mu.Lock()
-	c.closeLocked(code, text, code != CloseSlowConsumer)
+	c.closeLocked(code, text)
 	c.mu.Unlock()
 }
 
-func (c *Conn) closeLocked(code int, text string, flush bool) {
+func (c *Conn) closeLocked(code int, text string) {
 	if c.closing {
 		return
 	}
-	c.closing, c.closeCode, c.closeText, c.flushLast = true, code, text, flush
-	if !flush {
+	c.closing, c.closeCode, c.closeText = true, code, text
+	if code == CloseSlowConsumer {
 		c.queue, c.queued = nil, 0
 	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.ping.Stop()
+	c.startWriterLocked()
+}
+
+func (c *Conn) pingNow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closing {
+		c.pingDue = true
+		c.startWriterLocked()
 	}
 }
 
-// Done is closed when the connection has been closed and its writer has stopped.
+func (c *Conn) startWriterLocked() {
+	if !c.writing && !c.finished {
+		c.writing = true
+		go c.writeLoop()
+	}
+}
+
+// Done is closed when the connection has been closed.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // CloseCode is the code the server closed with (0 while open or when the peer went away first).
@@ -165,42 +179,54 @@ func (c *Conn) ReadLoop(fn func(frame []byte)) error {
 				fn(f)
 			}
 		}
+		if buf.Cap() > 64<<10 {
+			buf = bytes.Buffer{} // one large message should not pin a large buffer for the connection's life
+		}
 	}
 }
 
+// writeLoop writes until nothing is left to write, then exits; Send, a due ping or Close start it again.
 func (c *Conn) writeLoop() {
-	defer close(c.done)
-	defer c.ws.Close()
-	ping := time.NewTicker(pingInterval)
-	defer ping.Stop()
 	var batch [][]byte
 	for {
-		select {
-		case <-c.wake:
-		case <-ping.C:
-			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.PingMessage, nil); err != nil {
-				c.abandon()
-				return
-			}
-			continue
-		}
 		c.mu.Lock()
 		batch, c.queue = c.queue, batch[:0]
 		c.queued = 0
-		closing, code, text := c.closing, c.closeCode, c.closeText
-		c.mu.Unlock()
-		if err := c.writeFrames(batch); err != nil {
-			c.abandon()
+		ping, closing, code, text := c.pingDue, c.closing, c.closeCode, c.closeText
+		c.pingDue = false
+		if len(batch) == 0 && !ping && !closing {
+			c.writing = false
+			c.mu.Unlock()
 			return
 		}
+		c.mu.Unlock()
+		err := c.writeFrames(batch)
 		clear(batch)
-		if closing {
-			c.ws.SetWriteDeadline(time.Now().Add(time.Second))
-			c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
+		if err == nil && ping {
+			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+			err = c.ws.WriteMessage(websocket.PingMessage, nil)
+			c.ping.Reset(pingInterval)
+		}
+		if err != nil || closing {
+			if err == nil {
+				c.ws.SetWriteDeadline(time.Now().Add(time.Second))
+				c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
+			}
+			c.finish()
 			return
 		}
 	}
+}
+
+// finish closes the socket once; the reader then returns.
+func (c *Conn) finish() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing, c.finished, c.writing = true, true, false
+	c.queue, c.queued = nil, 0
+	c.ping.Stop()
+	c.ws.Close()
+	close(c.done)
 }
 
 // writeFrames writes queued frames as few messages as possible: frames joined by '\n'.
@@ -227,12 +253,4 @@ func (c *Conn) writeFrames(frames [][]byte) error {
 		frames = frames[n:]
 	}
 	return nil
-}
-
-// abandon marks the connection closed after a write failure (the peer is gone).
-func (c *Conn) abandon() {
-	c.mu.Lock()
-	c.closing = true
-	c.queue, c.queued = nil, 0
-	c.mu.Unlock()
 }
