@@ -1,6 +1,8 @@
 package sharedobject_test
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,5 +196,24 @@ func TestRetryQueuedBehindItsOriginalIsAppliedOnce(t *testing.T) {
 		if s.ID != "u-1" || codes(s) != "success:n" || s.Version != 1 {
 			t.Fatalf("answer %d: %q v%d, want success at v1 both times", i, codes(s), s.Version)
 		}
+	}
+}
+
+func TestUpdateFromAnEarlierEpochIsRejected(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	a := dial(t, n.url, "")
+	sub(t, a, "o", false)
+	s := update(t, a, "o", false, set("x", 0, 1))
+	frame := `{"op":"update","obj":"o","persistent":false,"id":"late","epoch":"old-life","changes":[{"name":"x","base":` +
+		strconv.FormatUint(s.Version, 10) + `,"value":2}]}`
+	a.WriteRaw([]byte(frame))
+	if r := nextSync(t, a); r.ID != "late" || codes(r) != "reject:x=1" {
+		t.Fatalf("update from another epoch: %q", codes(r))
+	}
+	frame = strings.Replace(frame, "old-life", s.Epoch, 1)
+	frame = strings.Replace(frame, `"late"`, `"current"`, 1)
+	a.WriteRaw([]byte(frame))
+	if r := nextSync(t, a); r.ID != "current" || codes(r) != "success:x" {
+		t.Fatalf("update with the current epoch: %q", codes(r))
 	}
 }

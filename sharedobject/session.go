@@ -152,7 +152,7 @@ func (s *session) handle(raw []byte) {
 			s.refuse(wireErr(CodeNotSubscribed, "subscribe to %q (op sub) before you %s to it", key.name, f.op), f)
 			return
 		}
-		r := &writeReq{sess: s, id: f.id, user: s.ident.User, changes: f.changes}
+		r := &writeReq{sess: s, id: f.id, epoch: f.epoch, user: s.ident.User, changes: f.changes}
 		if f.op == "send" {
 			r = &writeReq{sess: s, msg: &Message{ID: f.id, Origin: s.origin, User: s.ident.User, Handler: f.handler, Args: f.args}}
 		}

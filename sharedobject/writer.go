@@ -23,6 +23,7 @@ const (
 type writeReq struct {
 	sess     *session
 	id       string
+	epoch    string // the epoch the client's bases belong to ("" = unknown: bases alone decide)
 	user     string
 	changes  []Change
 	force    bool // server-side: no base-version check
@@ -218,6 +219,12 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 			c = d.AddClear()
 		} else {
 			outcomes := d.Judge(r.changes, r.force)
+			if r.epoch != "" && r.epoch != st.Epoch {
+				// The bases were versions of an earlier life of the object: none of them can be trusted.
+				for j := range outcomes {
+					outcomes[j] = Rejected
+				}
+			}
 			for j, ch := range r.changes {
 				reason := ""
 				if outcomes[j] == Rejected {

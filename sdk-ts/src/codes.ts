@@ -1,0 +1,124 @@
+// Protocol codes, mirrored from docs/PROTOCOL.md §1 (and the Go client's constants). Change them together.
+
+/** Error codes of server `error` frames (§1.7), plus `unauthorized` from a refused upgrade (§1.1). */
+export const ErrorCode = {
+  BadJson: "bad_json",
+  BadFrame: "bad_frame",
+  UnknownOp: "unknown_op",
+  BadName: "bad_name",
+  FrameTooLarge: "frame_too_large",
+  ValueTooLarge: "value_too_large",
+  TooManyChanges: "too_many_changes",
+  TooManySlots: "too_many_slots",
+  ObjectTooLarge: "object_too_large",
+  TooManySubscriptions: "too_many_subscriptions",
+  NotSubscribed: "not_subscribed",
+  Forbidden: "forbidden",
+  RateLimited: "rate_limited",
+  HookUnavailable: "hook_unavailable",
+  Busy: "busy",
+  Unavailable: "unavailable",
+  Internal: "internal",
+  /** Only in the JSON body of a refused upgrade (HTTP 401); browsers see close code 1006 instead. */
+  Unauthorized: "unauthorized",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * Error codes whose frame was dropped without effect and that the SDK retries by itself with the same
+ * request id (§1.7: `busy` says "retry the request (same id)"; `rate_limited` drops the frame;
+ * `unavailable` says "retry later").
+ */
+export const retryableErrorCodes: ReadonlySet<string> = new Set<string>([
+  ErrorCode.Busy,
+  ErrorCode.RateLimited,
+  ErrorCode.Unavailable,
+]);
+
+/** Codes of errors the SDK raises itself (never sent by the server). */
+export const ClientErrorCode = {
+  /** The client or the object was closed by the application. */
+  Closed: "closed",
+  /** The server sent something that breaks the protocol; the SDK reconnects. */
+  ProtocolError: "protocol_error",
+  /** No pong (or no hello) in time; the SDK reconnects. */
+  Timeout: "timeout",
+  /** A value or argument cannot be sent as JSON. */
+  InvalidValue: "invalid_value",
+  /** Neither options.WebSocket nor a global WebSocket. */
+  NoWebSocket: "no_websocket",
+  /** The URL cannot be opened. */
+  BadUrl: "bad_url",
+  /** `getToken` threw or returned no token. */
+  TokenRefreshFailed: "token_refresh_failed",
+} as const;
+export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
+
+/** WebSocket close codes (§1.9), plus 1006 which browsers report for a connection lost or refused. */
+export const CloseCode = {
+  Normal: 1000,
+  Abnormal: 1006,
+  TooBig: 1009,
+  Internal: 1011,
+  Restart: 1012,
+  Unauthorized: 4001,
+  TokenExpired: 4003,
+  SlowConsumer: 4008,
+  Abuse: 4009,
+  PongTimeout: 4010,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+/** The `code` of a ConnectionError for each close code. */
+export const closeCodeNames: Readonly<Record<number, string>> = {
+  [CloseCode.Normal]: "normal",
+  [CloseCode.Abnormal]: "connection_lost",
+  [CloseCode.TooBig]: "message_too_big",
+  [CloseCode.Internal]: "server_error",
+  [CloseCode.Restart]: "server_restart",
+  [CloseCode.Unauthorized]: "unauthorized",
+  [CloseCode.TokenExpired]: "token_expired",
+  [CloseCode.SlowConsumer]: "slow_consumer",
+  [CloseCode.Abuse]: "abuse",
+  [CloseCode.PongTimeout]: "pong_timeout",
+};
+
+/** The close code the SDK uses when it drops a socket itself (dead peer, protocol error). */
+export const clientDropCloseCode = 4000;
+
+/**
+ * What the client does after a close code (§1.9):
+ * - `stop`: stay closed (status "closed") until the application calls `client.connect()` again.
+ * - `reconnect`: reconnect with jittered exponential backoff.
+ * - `reconnect-soon`: the server is restarting: try again after a short jittered delay.
+ * - `reconnect-late`: abuse: wait at least 5 s.
+ * - `new-token`: stop, unless `getToken` is given: then reconnect with a fresh token.
+ */
+export type CloseAction = "stop" | "reconnect" | "reconnect-soon" | "reconnect-late" | "new-token";
+
+export function closeAction(code: number): CloseAction {
+  switch (code) {
+    case CloseCode.Normal:
+    case CloseCode.Unauthorized:
+      return "stop";
+    case CloseCode.TokenExpired:
+      return "new-token";
+    case CloseCode.Restart:
+      return "reconnect-soon";
+    case CloseCode.Abuse:
+      return "reconnect-late";
+    default:
+      // 1006, 1009, 1011, 4008, 4010, and codes this SDK does not know (1001 from a proxy, ...).
+      return "reconnect";
+  }
+}
+
+/** Sync entry codes (§1.4). */
+export const SyncCode = {
+  Clear: "clear",
+  Change: "change",
+  Delete: "delete",
+  Success: "success",
+  Reject: "reject",
+} as const;
+export type SyncCode = (typeof SyncCode)[keyof typeof SyncCode];
