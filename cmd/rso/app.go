@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/rso-server/rso/demos"
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/natsboot"
 	"github.com/rso-server/rso/sharedobject"
@@ -95,6 +96,8 @@ type Main struct {
 	ln   net.Listener
 	http *http.Server
 
+	stopDemos func() // nil unless the demo hooks run
+
 	serveDone chan struct{} // closed when http.Serve returns
 	serveErr  error         // why it returned; read after serveDone
 
@@ -146,6 +149,13 @@ func (m *Main) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/so", m.node)
 	mux.HandleFunc("GET /healthz", m.healthz)
+	if c.Demos {
+		if m.stopDemos, err = demos.Start(ctx, m.nc); err != nil {
+			return fmt.Errorf("cannot start the demos' validation hooks: %w (or turn the demos off with %s=false)", err, c.label("demos"))
+		}
+		mux.Handle(demos.Prefix, demos.Handler(c.TokenSecret))
+		mux.Handle("GET /{$}", http.RedirectHandler(demos.Prefix, http.StatusFound))
+	}
 	m.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderWait,
@@ -158,7 +168,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.warnings()
 	m.log.Info("rso started", "addr", ln.Addr().String(), "nats", m.natsMode(), "data", m.dataDesc(),
-		"node", c.NodeID, "auth", m.authDesc())
+		"node", c.NodeID, "auth", m.authDesc(), "demos", m.demosDesc())
 	return nil
 }
 
@@ -268,6 +278,13 @@ func (m *Main) dataDesc() string {
 	return m.cfg.DataDir
 }
 
+func (m *Main) demosDesc() string {
+	if !m.cfg.Demos {
+		return "off"
+	}
+	return "http://" + m.ln.Addr().String() + demos.Prefix
+}
+
 func (m *Main) authDesc() string {
 	switch {
 	case !m.cfg.Anonymous():
@@ -323,6 +340,9 @@ func (m *Main) close() error {
 			problems = append(problems, "shared objects: "+err.Error())
 		}
 		cancel()
+	}
+	if m.stopDemos != nil {
+		m.stopDemos() // after the node: writes it let finish may still ask the hooks
 	}
 	if m.nc != nil {
 		if err := drain(m.nc, drainWait); err != nil {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rso-server/rso/client"
 	"github.com/rso-server/rso/internal/natsboot"
 )
 
@@ -145,5 +149,80 @@ func TestCloseIsIdempotent(t *testing.T) {
 		if err := m.Close(); err != nil {
 			t.Fatalf("Close #%d: %v", i+1, err)
 		}
+	}
+}
+
+// The demos are on by default: / leads to /demos/, the pages and the token endpoint answer, and the
+// slideshow hook refuses a slide change from someone who is not presenting. -demos=false removes it all.
+func TestRunDemos(t *testing.T) {
+	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// status returns the answer's code and its Location, or its body when there is none.
+	status := func(url string) (int, string) {
+		resp, err := noRedirect.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if loc := resp.Header.Get("Location"); loc != "" {
+			return resp.StatusCode, loc
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	slideChange := func(addr string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, "ws://"+addr+"/so?user=bob", client.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Subscribe(ctx, "demo/slides/t", true, 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Update(ctx, "demo/slides/t", true, []client.Change{{Name: "slide", Value: json.RawMessage("1")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Changes) == 1 && s.Changes[0].Code == client.CodeReject {
+			return s.Changes[0].Reason
+		}
+		return "accepted"
+	}
+
+	addr := freeAddr(t)
+	p := startRun(t, []string{"-addr", addr, "-data", t.TempDir()}, env{})
+	waitHealth(t, addr, http.StatusOK)
+	if code, loc := status("http://" + addr + "/"); code != http.StatusFound || loc != "/demos/" {
+		t.Errorf("/: %d %q, want a redirect to /demos/", code, loc)
+	}
+	if code, body := status("http://" + addr + "/demos/"); code != http.StatusOK || !strings.Contains(body, "chat.html") {
+		t.Errorf("/demos/: %d", code)
+	}
+	if code, body := status("http://" + addr + "/demos/token?user=ada"); code != http.StatusOK || !strings.Contains(body, `"anonymous":true`) {
+		t.Errorf("/demos/token: %d %s", code, body)
+	}
+	waitFor(t, 10*time.Second, "the slideshow hook in force", func() (bool, string) {
+		why := slideChange(addr)
+		return why == "nobody is presenting: take the presenter role first", why
+	})
+	if !strings.Contains(p.out.String(), "demos=http://"+addr+"/demos/") {
+		t.Errorf("the startup line does not say where the demos are:\n%s", p.out)
+	}
+	p.stop(t)
+
+	addr = freeAddr(t)
+	p = startRun(t, []string{"-addr", addr, "-data", t.TempDir()}, env{"RSO_DEMOS": "false"})
+	waitHealth(t, addr, http.StatusOK)
+	for _, path := range []string{"/", "/demos/", "/demos/token?user=ada"} {
+		if code, _ := status("http://" + addr + path); code != http.StatusNotFound {
+			t.Errorf("demos off: %s answers %d", path, code)
+		}
+	}
+	if why := slideChange(addr); why != "accepted" {
+		t.Errorf("demos off: a slide change was refused: %s", why)
+	}
+	if !strings.Contains(p.out.String(), "demos=off") {
+		t.Errorf("the startup line does not say the demos are off:\n%s", p.out)
 	}
 }

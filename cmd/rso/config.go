@@ -34,6 +34,7 @@ type Config struct {
 	HookTimeout  time.Duration
 	Replicas     int
 	Limits       sharedobject.Limits
+	Demos        bool // serve the browser demos under /demos/ and run their validation hooks
 
 	from map[string]string // option name → where its value came from: "-name", "RSO_NAME" or "default"
 }
@@ -133,6 +134,8 @@ func options(nodeID string) []option {
 				c.Replicas = n
 				return nil
 			}},
+		{name: "demos", def: "true", isBool: true, meaning: "serve the browser demos at /demos/ (with a token endpoint for demo/** when -token-secret is set) and run their validation hooks",
+			set: func(c *Config, v string) (err error) { c.Demos, err = parseBool(v); return err }},
 		limit("max-frame-bytes", d.MaxFrameBytes, "largest frame a client may send, in bytes", func(l *sharedobject.Limits) *int { return &l.MaxFrameBytes }),
 		limit("max-value-bytes", d.MaxValueBytes, "largest slot value, in bytes", func(l *sharedobject.Limits) *int { return &l.MaxValueBytes }),
 		limit("max-slots", d.MaxSlots, "most slots in one object", func(l *sharedobject.Limits) *int { return &l.MaxSlots }),

@@ -28,7 +28,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.NATS != "" || c.NATSListen != "" ||
 		c.TokenSecret != nil || c.Insecure || c.Fsync || c.ResyncWindow != 1000 || c.TempGrace != 5*time.Second ||
-		c.HookTimeout != 2*time.Second || c.Replicas != 1 {
+		c.HookTimeout != 2*time.Second || c.Replicas != 1 || !c.Demos {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.Limits != sharedobject.DefaultLimits() {
@@ -52,6 +52,7 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		"token-secret":      {"env-secret-0123456789", "flag-secret-0123456789"},
 		"insecure":          {"true", "false"}, // a bool has two values: flag = default here
 		"fsync":             {"true", "false"},
+		"demos":             {"false", "true"}, // on by default
 		"node-id":           {"env", "flag"},
 		"resync-window":     {"10", "20"},
 		"temp-grace":        {"1s", "2s"},
