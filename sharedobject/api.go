@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/rso-server/rso/internal/jsonx"
 )
 
 // The server-side API: backends read and change objects over NATS request-reply on rso.api.<op>, served by
@@ -119,7 +121,7 @@ func (n *Node) handleAPI(op string, data []byte) apiReply {
 		if !validName(req.Handler, lim.MaxNameBytes) {
 			return apiReply{Error: wireErr(CodeBadName, "handler %q must be 1 to %d bytes without spaces or control characters", clip(req.Handler), lim.MaxNameBytes)}
 		}
-		args := compactJSON(req.Args)
+		args := jsonx.Compact(req.Args)
 		if len(args) == 0 {
 			args = []byte("[]")
 		}
@@ -161,7 +163,7 @@ func apiChanges(req *apiRequest, lim *Limits) ([]Change, *WireError) {
 		if !validName(name, lim.MaxNameBytes) {
 			return nil, wireErr(CodeBadName, "slot name %q must be 1 to %d bytes without spaces or control characters", clip(name), lim.MaxNameBytes)
 		}
-		v = compactJSON(v)
+		v = jsonx.Compact(v)
 		if len(v) > lim.MaxValueBytes {
 			return nil, wireErr(CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", name, len(v), lim.MaxValueBytes)
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/rso-server/rso/internal/jsonx"
 )
 
 // An object's log in JetStream holds entries. An entry is either a list of operations committed together
@@ -65,7 +67,7 @@ func encodeEntry(ops []op) []byte {
 						b = append(b, ',')
 					}
 					b = append(b, '[')
-					b = appendString(b, sv.Name)
+					b = jsonx.AppendString(b, sv.Name)
 					b = append(b, ',')
 					b = append(b, sv.Value...)
 					b = append(b, ']')
@@ -89,13 +91,13 @@ func encodeEntry(ops []op) []byte {
 			b = append(b, '}')
 		case o.lock != nil:
 			b = append(b, `{"t":"l","lock":`...)
-			b = appendString(b, o.lock.ID)
+			b = jsonx.AppendString(b, o.lock.ID)
 			b = append(b, `,"until":`...)
 			b = appendUint(b, uint64(o.lock.Until))
 			b = append(b, '}')
 		default:
 			b = append(b, `{"t":"u","lock":`...)
-			b = appendString(b, o.unlock)
+			b = jsonx.AppendString(b, o.unlock)
 			b = append(b, '}')
 		}
 	}
@@ -109,7 +111,7 @@ func appendField(b []byte, key, v string) []byte {
 	b = append(b, ',', '"')
 	b = append(b, key...)
 	b = append(b, '"', ':')
-	return appendString(b, v)
+	return jsonx.AppendString(b, v)
 }
 
 func appendStrings(b []byte, list []string) []byte {
@@ -118,7 +120,7 @@ func appendStrings(b []byte, list []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s)
+		b = jsonx.AppendString(b, s)
 	}
 	return append(b, ']')
 }
@@ -126,7 +128,7 @@ func appendStrings(b []byte, list []string) []byte {
 func encodeSnapshot(s *State) []byte {
 	b := make([]byte, 0, 64+s.bytes+len(s.slots)*16)
 	b = append(b, `{"snap":{"e":`...)
-	b = appendString(b, s.Epoch)
+	b = jsonx.AppendString(b, s.Epoch)
 	b = append(b, `,"v":`...)
 	b = appendUint(b, s.Version)
 	b = append(b, `,"h":`...)
@@ -139,7 +141,7 @@ func encodeSnapshot(s *State) []byte {
 		}
 		first = false
 		b = append(b, '[')
-		b = appendString(b, name)
+		b = jsonx.AppendString(b, name)
 		b = append(b, ',')
 		b = appendUint(b, version)
 		b = append(b, ',')
@@ -154,7 +156,7 @@ func encodeSnapshot(s *State) []byte {
 		}
 		first = false
 		b = append(b, '[')
-		b = appendString(b, name)
+		b = jsonx.AppendString(b, name)
 		b = append(b, ',')
 		b = appendUint(b, v)
 		b = append(b, ']')
@@ -167,7 +169,7 @@ func encodeSnapshot(s *State) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, '[')
-		b = appendString(b, r.id)
+		b = jsonx.AppendString(b, r.id)
 		b = append(b, ',')
 		b = appendUint(b, r.version)
 		b = append(b, ',')
@@ -175,7 +177,7 @@ func encodeSnapshot(s *State) []byte {
 		b = append(b, ']')
 	}
 	b = append(b, `],"lock":[`...)
-	b = appendString(b, s.Lock.ID)
+	b = jsonx.AppendString(b, s.Lock.ID)
 	b = append(b, ',')
 	b = appendUint(b, uint64(s.Lock.Until))
 	return append(b, "]}}"...)
@@ -216,7 +218,7 @@ func decodeEntry(data []byte) (*entry, error) {
 					err = fmt.Errorf("log entry has a malformed set")
 					return false
 				}
-				c.Sets = append(c.Sets, SlotValue{Name: pair[0].Str, Value: rawBytes(data, pair[1])})
+				c.Sets = append(c.Sets, SlotValue{Name: pair[0].Str, Value: jsonx.RawBytes(data, pair[1])})
 				return true
 			})
 			o.Get("del").ForEach(func(_, n gjson.Result) bool {
@@ -232,7 +234,7 @@ func decodeEntry(data []byte) (*entry, error) {
 			}
 			e.ops = append(e.ops, op{msg: &Message{
 				ID: o.Get("id").Str, Origin: o.Get("o").Str, User: o.Get("u").Str,
-				Handler: o.Get("h").Str, Args: rawBytes(data, args),
+				Handler: o.Get("h").Str, Args: jsonx.RawBytes(data, args),
 			}})
 		case "l":
 			e.ops = append(e.ops, op{lock: &LockState{ID: o.Get("lock").Str, Until: o.Get("until").Int()}})
@@ -260,7 +262,7 @@ func decodeSnapshot(data []byte, snap gjson.Result) (*State, error) {
 			err = fmt.Errorf("snapshot has a malformed slot")
 			return false
 		}
-		v := rawBytes(data, a[2])
+		v := jsonx.RawBytes(data, a[2])
 		s.slots[a[0].Str] = slot{value: v, version: a[1].Uint()}
 		s.bytes += len(a[0].Str) + len(v)
 		return true

@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/rso-server/rso/internal/jsonx"
 )
 
 // Error codes sent in error frames (docs/PROTOCOL.md §1.7). They are part of the protocol: never rename one.
@@ -135,7 +137,7 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *WireError)
 		case !args.IsArray():
 			return f, wireErr(CodeBadFrame, "field \"args\" must be a JSON array")
 		default:
-			f.args = compactJSON(rawBytes(data, args))
+			f.args = jsonx.Compact(jsonx.RawBytes(data, args))
 		}
 	}
 	return f, werr
@@ -196,7 +198,7 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]Change, *WireE
 			return false
 		}
 		if !c.Delete {
-			c.Value = compactJSON(rawBytes(data, value))
+			c.Value = jsonx.Compact(jsonx.RawBytes(data, value))
 			if len(c.Value) > lim.MaxValueBytes {
 				werr = wireErr(CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", c.Name, len(c.Value), lim.MaxValueBytes)
 				return false
@@ -242,7 +244,7 @@ func appendObjHeader(b []byte, op, obj string, persistent bool) []byte {
 	b = append(b, `{"op":"`...)
 	b = append(b, op...)
 	b = append(b, `","obj":`...)
-	b = appendString(b, obj)
+	b = jsonx.AppendString(b, obj)
 	b = append(b, `,"persistent":`...)
 	return appendBool(b, persistent)
 }
@@ -254,12 +256,12 @@ func beginSync(obj string, persistent bool, epoch string, version uint64, id str
 	b := make([]byte, 0, 256)
 	b = appendObjHeader(b, "sync", obj, persistent)
 	b = append(b, `,"epoch":`...)
-	b = appendString(b, epoch)
+	b = jsonx.AppendString(b, epoch)
 	b = append(b, `,"version":`...)
 	b = appendUint(b, version)
 	if id != "" {
 		b = append(b, `,"id":`...)
-		b = appendString(b, id)
+		b = jsonx.AppendString(b, id)
 	}
 	b = append(b, `,"changes":[`...)
 	return syncFrame{b}
@@ -281,7 +283,7 @@ func (s *syncFrame) event(e Event) {
 	s.b = append(s.b, `{"code":"`...)
 	s.b = append(s.b, e.Code...)
 	s.b = append(s.b, `","name":`...)
-	s.b = appendString(s.b, e.Name)
+	s.b = jsonx.AppendString(s.b, e.Name)
 	if e.Code == "change" {
 		s.b = append(s.b, `,"value":`...)
 		s.b = append(s.b, e.Value...)
@@ -296,20 +298,20 @@ func (s *syncFrame) event(e Event) {
 func (s *syncFrame) success(name string) {
 	s.sep()
 	s.b = append(s.b, `{"code":"success","name":`...)
-	s.b = appendString(s.b, name)
+	s.b = jsonx.AppendString(s.b, name)
 	s.b = append(s.b, '}')
 }
 
 func (s *syncFrame) reject(name string, value []byte, exists bool, reason string) {
 	s.sep()
 	s.b = append(s.b, `{"code":"reject","name":`...)
-	s.b = appendString(s.b, name)
+	s.b = jsonx.AppendString(s.b, name)
 	if exists {
 		s.b = append(s.b, `,"value":`...)
 		s.b = append(s.b, value...)
 	}
 	s.b = append(s.b, `,"reason":`...)
-	s.b = appendString(s.b, reason)
+	s.b = jsonx.AppendString(s.b, reason)
 	s.b = append(s.b, '}')
 }
 
@@ -319,14 +321,14 @@ func messageFrame(obj string, persistent bool, m *Message) []byte {
 	b := make([]byte, 0, 128+len(m.Args))
 	b = appendObjHeader(b, "message", obj, persistent)
 	b = append(b, `,"handler":`...)
-	b = appendString(b, m.Handler)
+	b = jsonx.AppendString(b, m.Handler)
 	b = append(b, `,"args":`...)
 	b = append(b, m.Args...)
 	b = append(b, `,"from":`...)
-	b = appendString(b, m.User)
+	b = jsonx.AppendString(b, m.User)
 	if m.ID != "" {
 		b = append(b, `,"id":`...)
-		b = appendString(b, m.ID)
+		b = jsonx.AppendString(b, m.ID)
 	}
 	return append(b, '}')
 }
@@ -334,16 +336,16 @@ func messageFrame(obj string, persistent bool, m *Message) []byte {
 func errorFrame(e *WireError, id, obj string, persistent bool) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"op":"error","code":`...)
-	b = appendString(b, e.Code)
+	b = jsonx.AppendString(b, e.Code)
 	b = append(b, `,"message":`...)
-	b = appendString(b, e.Message)
+	b = jsonx.AppendString(b, e.Message)
 	if id != "" {
 		b = append(b, `,"id":`...)
-		b = appendString(b, id)
+		b = jsonx.AppendString(b, id)
 	}
 	if obj != "" {
 		b = append(b, `,"obj":`...)
-		b = appendString(b, obj)
+		b = jsonx.AppendString(b, obj)
 		b = append(b, `,"persistent":`...)
 		b = appendBool(b, persistent)
 	}
@@ -354,5 +356,5 @@ func pongFrame(id string) []byte {
 	if id == "" {
 		return []byte(`{"op":"pong"}`)
 	}
-	return append(appendString([]byte(`{"op":"pong","id":`), id), '}')
+	return append(jsonx.AppendString([]byte(`{"op":"pong","id":`), id), '}')
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/jsonx"
 )
 
 // Validation hooks let a backend approve or reject client changes to the objects that match a pattern
@@ -176,7 +177,7 @@ func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
 func (o *object) hookRequestLocked(r *writeReq) []byte {
 	b := appendObjHeader(make([]byte, 0, 256), "validate", o.key.name, o.key.persistent)
 	b = append(b, `,"user":`...)
-	b = appendString(b, r.user)
+	b = jsonx.AppendString(b, r.user)
 	b = append(b, `,"version":`...)
 	b = appendUint(b, o.state.Version)
 	b = append(b, `,"changes":[`...)
@@ -185,7 +186,7 @@ func (o *object) hookRequestLocked(r *writeReq) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"name":`...)
-		b = appendString(b, c.Name)
+		b = jsonx.AppendString(b, c.Name)
 		b = append(b, `,"base":`...)
 		b = appendUint(b, c.Base)
 		if c.Delete {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/jsonx"
 	"github.com/rso-server/rso/internal/wsconn"
 )
 
@@ -96,9 +97,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (n *Node) helloFrame(sid, user string) []byte {
 	l := n.cfg.Limits
 	b := []byte(`{"op":"hello","session":`)
-	b = appendString(b, sid)
+	b = jsonx.AppendString(b, sid)
 	b = append(b, `,"user":`...)
-	b = appendString(b, user)
+	b = jsonx.AppendString(b, user)
 	limits, _ := json.Marshal(map[string]any{
 		"max_frame_bytes": l.MaxFrameBytes, "max_value_bytes": l.MaxValueBytes, "max_slots": l.MaxSlots,
 		"max_object_bytes": l.MaxObjectBytes, "max_changes": l.MaxChanges, "max_subscriptions": l.MaxSubscriptions,

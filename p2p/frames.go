@@ -1,0 +1,166 @@
+package p2p
+
+import (
+	"fmt"
+
+	"github.com/rso-server/rso/internal/jsonx"
+)
+
+// Error codes sent in error frames (docs/PROTOCOL.md §3.7). They are part of the protocol: never rename one.
+const (
+	CodeBadJSON         = "bad_json"
+	CodeBadFrame        = "bad_frame"
+	CodeUnknownOp       = "unknown_op"
+	CodeMessageTooLarge = "message_too_large"
+	CodeUnknownUser     = "unknown_user"
+	CodeBlocked         = "blocked"
+	CodeNotFriends      = "not_friends"
+	CodeOffline         = "offline"
+	CodeIDReused        = "id_reused"
+	CodeBadSeq          = "bad_seq"
+	CodeNotFound        = "not_found"
+	CodeTooManyFriends  = "too_many_friends"
+	CodeBusy            = "busy"
+	CodeUnavailable     = "unavailable"
+	CodeInternal        = "internal"
+)
+
+// WireError is a refusal with a stable code; Message says what was wrong and how to fix it.
+type WireError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *WireError) Error() string { return e.Code + ": " + e.Message }
+
+func wireErr(code, format string, args ...any) *WireError {
+	return &WireError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+const (
+	maxIDBytes     = 64
+	maxUserBytes   = 200 // as a token's "sub"
+	maxDeviceBytes = 64
+	maxHashBytes   = 64
+)
+
+// Receipt kinds.
+const (
+	KindDelivered = "delivered"
+	KindRead      = "read"
+)
+
+// Presence statuses.
+const (
+	StatusOnline  = "online"
+	StatusAway    = "away"
+	StatusOffline = "offline"
+)
+
+// Server → client frames, appended by hand.
+
+func errorFrame(e *WireError, id string) []byte {
+	b := make([]byte, 0, 96+len(e.Message))
+	b = append(b, `{"op":"error","code":`...)
+	b = jsonx.AppendString(b, e.Code)
+	b = append(b, `,"message":`...)
+	b = jsonx.AppendString(b, e.Message)
+	if id != "" {
+		b = append(b, `,"id":`...)
+		b = jsonx.AppendString(b, id)
+	}
+	return append(b, '}')
+}
+
+func okFrame(id string) []byte {
+	if id == "" {
+		return nil // nothing to answer: the client did not ask for an answer
+	}
+	return append(jsonx.AppendString([]byte(`{"op":"ok","id":`), id), '}')
+}
+
+func sentFrame(id, to string, seq uint64, ts int64, duplicate bool) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"op":"sent","id":`...)
+	b = jsonx.AppendString(b, id)
+	b = append(b, `,"to":`...)
+	b = jsonx.AppendString(b, to)
+	b = append(b, `,"seq":`...)
+	b = appendUint(b, seq)
+	b = append(b, `,"ts":`...)
+	b = appendInt(b, ts)
+	if duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	return append(b, '}')
+}
+
+// storedRecord is a message as kept in the stream: {"from","to","cid","ts","body"}. The sequence is the
+// last token of its subject.
+func storedRecord(from, to, cid string, ts int64, body []byte) []byte {
+	b := make([]byte, 0, 64+len(from)+len(to)+len(cid)+len(body))
+	b = append(b, `{"from":`...)
+	b = jsonx.AppendString(b, from)
+	b = append(b, `,"to":`...)
+	b = jsonx.AppendString(b, to)
+	b = append(b, `,"cid":`...)
+	b = jsonx.AppendString(b, cid)
+	b = append(b, `,"ts":`...)
+	b = appendInt(b, ts)
+	b = append(b, `,"body":`...)
+	b = append(b, body...)
+	return append(b, '}')
+}
+
+// appendMessage appends a stored record with its sequence: {"seq":7,"from":…}. With op set it is a
+// message frame, else an item of a sync or history answer.
+func appendMessage(b []byte, withOp bool, seq uint64, record []byte) []byte {
+	if withOp {
+		b = append(b, `{"op":"message","seq":`...)
+	} else {
+		b = append(b, `{"seq":`...)
+	}
+	b = appendUint(b, seq)
+	if len(record) > 2 && record[0] == '{' {
+		b = append(b, ',')
+		return append(b, record[1:]...)
+	}
+	return append(b, '}')
+}
+
+func receiptFrame(peer, by, kind string, seq uint64) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"op":"receipt","peer":`...)
+	b = jsonx.AppendString(b, peer)
+	b = append(b, `,"by":`...)
+	b = jsonx.AppendString(b, by)
+	b = append(b, `,"kind":"`...)
+	b = append(b, kind...)
+	b = append(b, `","seq":`...)
+	b = appendUint(b, seq)
+	return append(b, '}')
+}
+
+func presenceFrame(user, status string, rev uint64) []byte {
+	b := make([]byte, 0, 80)
+	b = append(b, `{"op":"presence","user":`...)
+	b = jsonx.AppendString(b, user)
+	b = append(b, `,"status":"`...)
+	b = append(b, status...)
+	b = append(b, `","rev":`...)
+	b = appendUint(b, rev)
+	return append(b, '}')
+}
+
+func signalFrame(from, device string, data []byte) []byte {
+	b := make([]byte, 0, 64+len(data))
+	b = append(b, `{"op":"signal","from":`...)
+	b = jsonx.AppendString(b, from)
+	if device != "" {
+		b = append(b, `,"device":`...)
+		b = jsonx.AppendString(b, device)
+	}
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}')
+}

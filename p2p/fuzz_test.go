@@ -1,0 +1,160 @@
+package p2p
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/tidwall/gjson"
+)
+
+var knownCodes = map[string]bool{
+	CodeBadJSON: true, CodeBadFrame: true, CodeUnknownOp: true, CodeMessageTooLarge: true,
+}
+
+// FuzzParseRequest: any input is either refused with a known code and a message, or accepted with every
+// field within its limits; the frames built from an accepted request are valid JSON.
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"send","id":"m1","to":"bob","body":{"text":"hi"}}`,
+		`{"op":"send","id":"m1","to":"bob","body":"  spaced  out  "}`,
+		`{"op":"receipt","peer":"bob","kind":"read","seq":3}`,
+		`{"op":"sync","after":{"bob":2,"carol":0},"limit":10}`,
+		`{"op":"history","peer":"bob","before":10,"limit":5}`,
+		`{"op":"friends","hash":"0123456789abcdef0123456789abcdef"}`,
+		`{"op":"friend","action":"request","user":"bob"}`,
+		`{"op":"presence","status":"away"}`,
+		`{"op":"signal","to":"bob","device":"d-1","data":{"sdp":"v=0\r\n"}}`,
+		`{"op":"send","id":"\u0000","to":"\ud800","body":[1,2,{"a":null}]}`,
+		`{"op":1}`, `[]`, `{"op":"send","seq":-1}`, `{"op":"history","limit":1e300}`, `{"op":"sync","after":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	cfg := DefaultConfig()
+	cfg.MaxMessageBytes = 64
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, werr := parseRequest(data, &cfg)
+		if werr != nil {
+			if !knownCodes[werr.Code] || werr.Message == "" {
+				t.Fatalf("refusal %+v", werr)
+			}
+			if e := errorFrame(werr, peekID(data)); !gjson.ValidBytes(e) {
+				t.Fatalf("error frame is not JSON: %q", e)
+			}
+			return
+		}
+		if len(r.id) > maxIDBytes || len(r.to) > maxUserBytes || len(r.peer) > maxUserBytes || len(r.user) > maxUserBytes {
+			t.Fatalf("accepted oversized field: %+v", r)
+		}
+		switch r.op {
+		case "send":
+			if r.id == "" || r.to == "" || len(r.body) > cfg.MaxMessageBytes || !gjson.ValidBytes(r.body) {
+				t.Fatalf("accepted send %+v", r)
+			}
+			rec := storedRecord("alice", r.to, r.id, 1, r.body)
+			for _, b := range [][]byte{rec, appendMessage(nil, true, 7, rec), appendMessages(nil, []seqRecord{{1, rec}, {2, rec}})} {
+				if !gjson.ValidBytes(b) {
+					t.Fatalf("built invalid JSON %q", b)
+				}
+			}
+			if got := gjson.GetBytes(rec, "cid").Str; got != r.id && gjson.Valid(fmt.Sprintf("%q", r.id)) {
+				t.Fatalf("cid %q stored as %q", r.id, got)
+			}
+		case "signal":
+			if r.to == "" || len(r.data) > cfg.MaxMessageBytes || !gjson.ValidBytes(signalFrame("a", r.device, r.data)) {
+				t.Fatalf("accepted signal %+v", r)
+			}
+		case "receipt":
+			if r.seq == 0 || r.peer == "" || (r.kind != KindDelivered && r.kind != KindRead) {
+				t.Fatalf("accepted receipt %+v", r)
+			}
+			if !gjson.ValidBytes(receiptFrame(r.peer, "a", r.kind, r.seq)) {
+				t.Fatal("receipt frame")
+			}
+		case "sync", "history", "friends", "friend", "presence":
+		default:
+			t.Fatalf("accepted op %q", r.op)
+		}
+	})
+}
+
+// FuzzFriendActions runs action sequences among four users, applying both lists as the service does, and
+// checks the invariants after each step: lists sorted and duplicate-free, relations disjoint, friendship
+// and requests mirrored on both sides, and every action idempotent.
+func FuzzFriendActions(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 1, 0, 1, 1, 0, 4, 2, 3})
+	f.Add([]byte{3, 0, 1, 0, 1, 0, 2, 0, 1, 4, 0, 1, 0, 1, 0})
+	users := []string{"a", "b", "c", "d"}
+	actions := []string{ActionRequest, ActionAccept, ActionRemove, ActionBlock, ActionUnblock}
+	f.Fuzz(func(t *testing.T, steps []byte) {
+		lists := map[string]*FriendList{}
+		for _, u := range users {
+			lists[u] = &FriendList{}
+		}
+		for i := 0; i+2 < len(steps); i += 3 {
+			action := actions[int(steps[i])%len(actions)]
+			me, other := users[int(steps[i+1])%len(users)], users[int(steps[i+2])%len(users)]
+			m, o, werr := applyFriendAction(action, me, other, lists[me], lists[other], 2)
+			if werr != nil {
+				continue
+			}
+			if me != other {
+				*lists[me], *lists[other] = m, o
+				m2, o2, werr := applyFriendAction(action, me, other, &m, &o, 2)
+				if werr == nil && (m2.Hash() != m.Hash() || o2.Hash() != o.Hash()) {
+					t.Fatalf("%s %s→%s is not idempotent", action, me, other)
+				}
+			}
+			checkLists(t, lists)
+		}
+	})
+}
+
+func checkLists(t *testing.T, lists map[string]*FriendList) {
+	t.Helper()
+	for u, l := range lists {
+		seen := map[string]string{}
+		for name, set := range map[string][]string{"friends": l.Friends, "incoming": l.Incoming, "outgoing": l.Outgoing} {
+			if !slices.IsSorted(set) || len(slices.Compact(slices.Clone(set))) != len(set) {
+				t.Fatalf("%s.%s = %v", u, name, set)
+			}
+			for _, v := range set {
+				if prev, dup := seen[v]; dup {
+					t.Fatalf("%s has %s in %s and %s", u, v, prev, name)
+				}
+				seen[v] = name
+				if v == u {
+					t.Fatalf("%s relates to itself", u)
+				}
+			}
+		}
+		for _, v := range l.Friends {
+			if !lists[v].IsFriend(u) {
+				t.Fatalf("%s has friend %s but not the other way", u, v)
+			}
+		}
+		for _, v := range l.Outgoing {
+			if !contains(lists[v].Incoming, u) {
+				t.Fatalf("%s asked %s, who does not see it", u, v)
+			}
+		}
+	}
+}
+
+func TestHashIsStableAndCoversEveryRelation(t *testing.T) {
+	a := FriendList{Friends: []string{"b", "c"}}
+	b := FriendList{Friends: []string{"b", "c"}, Incoming: []string{}}
+	if a.Hash() != b.Hash() || len(a.Hash()) != 32 {
+		t.Fatalf("empty and nil lists hash alike: %s %s", a.Hash(), b.Hash())
+	}
+	for _, other := range []FriendList{
+		{Friends: []string{"b"}},
+		{Friends: []string{"b", "c"}, Incoming: []string{"d"}},
+		{Friends: []string{"b", "c"}, Blocked: []string{"d"}},
+		{Friends: []string{"b", "c"}, Outgoing: []string{"d"}},
+	} {
+		if other.Hash() == a.Hash() {
+			t.Fatalf("%+v hashes like %+v", other, a)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package p2p
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+	"strings"
+)
+
+// Names on the bus (docs/PROTOCOL.md §3.8). The relay package defines the subjects it uses itself, with the
+// same values: the two packages meet here and never import each other.
+const (
+	// Relay → p2p (queue group queueP2P, so any instance serves).
+	subjFrame = "rso.p2p.frame" // one client frame in an envelope; the reply holds the frames for that connection
+	subjHello = "rso.p2p.hello" // a connection opened: the user is known and online on that node
+	subjBye   = "rso.p2p.bye"   // the user's last connection on a node is gone (after the grace period)
+	// p2p → relays: frames for every connection of one user, wherever it is.
+	subjUserPrefix = "rso.p2p.user."
+
+	// p2p → friends service (queue group queueFriends).
+	subjFriendsGet    = "rso.friends.get"
+	subjFriendsUpdate = "rso.friends.update"
+	// friends service → p2p: a user's list changed (carries the new list).
+	subjFriendsChangedPrefix = "rso.friends.changed."
+
+	queueP2P     = "rso-p2p"
+	queuePush    = "rso-p2p-push" // one p2p instance pushes a changed friend list to the user's devices
+	queueFriends = "rso-friends"
+
+	// Headers on subjUserPrefix messages, read by the relay.
+	hdrExceptConn = "Rso-Except-Conn" // do not write to this connection (the one that caused the frame)
+	hdrDevice     = "Rso-Device"      // write only to connections of this device
+
+	streamDM     = "RSO_DM"       // file: every private message, one subject each: rso.dm.<conv>.<seq>
+	subjDMPrefix = "rso.dm."      //
+	bucketIndex  = "RSO_DM_INDEX" // file: <user>.<conv> → the user's conversation entry with its receipts
+	bucketUsers  = "RSO_CHAT_USERS"
+	bucketPres   = "RSO_PRESENCE"    // memory: u.<user> status; n.<node>.<user> and h.<node> for sweeping
+	bucketNodes  = "RSO_RELAY_NODES" // memory, TTL: live relay nodes (written by the relays)
+	bucketFriend = "RSO_FRIENDS"     // file: <user> → friend list
+)
+
+// userToken turns a user id (any 1–200 bytes, from a token's "sub") into one subject token / KV key part.
+func userToken(user string) string { return base64.RawURLEncoding.EncodeToString([]byte(user)) }
+
+func userFromToken(tok string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	return string(b), err == nil && len(b) > 0
+}
+
+// convID names the conversation of two users, the same from both sides: 32 hex digits of SHA-256 over the
+// sorted, length-prefixed pair. Short, because every message is its own subject and the server keeps
+// per-subject state; opaque, because who is in it is stored in each message and in the index entries.
+func convID(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(a)))])
+	h.Write([]byte(a))
+	h.Write([]byte(b))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func dmSubject(conv string, seq uint64) string {
+	return subjDMPrefix + conv + "." + strconv.FormatUint(seq, 10)
+}
+
+func dmWildcard(conv string) string { return subjDMPrefix + conv + ".*" }
+
+// seqOfSubject reads the conversation sequence from rso.dm.<conv>.<seq>.
+func seqOfSubject(subject string) (conv string, seq uint64, ok bool) {
+	rest, found := strings.CutPrefix(subject, subjDMPrefix)
+	if !found {
+		return "", 0, false
+	}
+	conv, s, found := strings.Cut(rest, ".")
+	if !found {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(s, 10, 64)
+	return conv, seq, err == nil
+}
+
+func indexKey(user, conv string) string { return userToken(user) + "." + conv }
+
+func presenceKey(user string) string { return "u." + userToken(user) }
+
+func nodeMarkerKey(node, user string) string { return "n." + node + "." + userToken(user) }
+
+func nodeHasUsersKey(node string) string { return "h." + node }
+
+// validNodeID says whether a node id from a relay may be used as a key part as it is.
+func validNodeID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}

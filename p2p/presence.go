@@ -1,0 +1,303 @@
+package p2p
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Presence follows the seed's login flow. A relay tells the service when a user's connection opens on a
+// node (hello) and when the user's last connection on that node has been gone for the grace period (bye).
+// The service keeps one record per user in RSO_PRESENCE — the nodes the user is connected to and the
+// status — changed by compare-and-set, so that concurrent changes from several nodes and instances cannot
+// lose one another and exactly one of them sees each transition. On a transition (offline → online,
+// online ↔ away, → offline) the service gets the user's friends (cache, or the friends service) and
+// publishes the new status on each friend's delivery subject, which reaches the friend on whatever node it
+// is connected to. Every presence frame carries the record's revision, so a client can drop stale ones.
+//
+// A relay node that dies sends no bye. Each node refreshes its key in RSO_RELAY_NODES (which has a TTL);
+// each service instance looks every SweepInterval for nodes that have users (h.<node>) but no key, and
+// takes their users offline (n.<node>.<user> lists them). A node that was only cut off and comes back
+// announces its users again.
+
+// presenceRecord is the value of u.<user>.
+type presenceRecord struct {
+	Status string   `json:"status"`
+	Nodes  []string `json:"nodes"`
+	At     int64    `json:"at"` // ms since the epoch of the last change (the "last seen" of an offline user)
+}
+
+// markerTTL is how long the marks of removed node markers stay in RSO_PRESENCE before they vanish.
+const markerTTL = time.Minute
+
+// relayMsg is the JSON of the relay's hello and bye requests.
+type relayMsg struct {
+	User   string `json:"user"`
+	Device string `json:"device,omitempty"`
+	Conn   string `json:"conn,omitempty"`
+	Node   string `json:"node"`
+}
+
+// onHello: a connection opened. The user becomes known, and online on that node. The reply carries the
+// limits the relay adds to its hello frame.
+func (s *Service) onHello(ctx context.Context, m *nats.Msg) {
+	var r relayMsg
+	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !validNodeID(r.Node) {
+		respondJSON(m, map[string]any{"error": wireErr(CodeBadFrame, "hello needs user and node")})
+		return
+	}
+	if werr := s.ensureKnown(ctx, r.User); werr != nil {
+		respondJSON(m, map[string]any{"error": werr})
+		return
+	}
+	if werr := s.presenceUp(ctx, r.User, r.Node); werr != nil {
+		respondJSON(m, map[string]any{"error": werr})
+		return
+	}
+	respondJSON(m, map[string]any{"limits": map[string]any{
+		"max_message_bytes":   s.cfg.MaxMessageBytes,
+		"friends_only":        s.cfg.FriendsOnly,
+		"history_limit":       s.cfg.HistoryLimit,
+		"max_history_limit":   s.cfg.MaxHistoryLimit,
+		"sync_max_messages":   s.cfg.SyncMaxMessages,
+		"duplicate_window_ms": s.cfg.DuplicateWindow.Milliseconds(),
+	}})
+}
+
+// onBye: the user's last connection on a node is gone.
+func (s *Service) onBye(ctx context.Context, m *nats.Msg) {
+	var r relayMsg
+	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !validNodeID(r.Node) {
+		respondJSON(m, map[string]any{"error": wireErr(CodeBadFrame, "bye needs user and node")})
+		return
+	}
+	if werr := s.presenceDown(ctx, r.User, r.Node); werr != nil {
+		respondJSON(m, map[string]any{"error": werr})
+		return
+	}
+	respondJSON(m, map[string]any{})
+}
+
+func respondJSON(m *nats.Msg, v any) {
+	b, _ := json.Marshal(v)
+	m.Respond(b)
+}
+
+func (s *Service) presenceUp(ctx context.Context, user, node string) *WireError {
+	rec, _, err := s.loadPresence(ctx, user)
+	if err != nil {
+		return unavailable("cannot read presence", err)
+	}
+	if slices.Contains(rec.Nodes, node) {
+		return nil
+	}
+	// The markers go first: whoever finds the user on this node can then find the node's users.
+	if _, err := s.presence.Put(ctx, nodeHasUsersKey(node), []byte(node)); err != nil {
+		return unavailable("cannot record presence", err)
+	}
+	if _, err := s.presence.Put(ctx, nodeMarkerKey(node, user), []byte(user)); err != nil {
+		return unavailable("cannot record presence", err)
+	}
+	return s.changePresence(ctx, user, func(r *presenceRecord) bool {
+		if slices.Contains(r.Nodes, node) {
+			return false
+		}
+		if len(r.Nodes) == 0 {
+			r.Status = StatusOnline
+		}
+		r.Nodes = append(r.Nodes, node)
+		slices.Sort(r.Nodes)
+		return true
+	})
+}
+
+func (s *Service) presenceDown(ctx context.Context, user, node string) *WireError {
+	werr := s.changePresence(ctx, user, func(r *presenceRecord) bool {
+		i := slices.Index(r.Nodes, node)
+		if i < 0 {
+			return false
+		}
+		r.Nodes = slices.Delete(r.Nodes, i, i+1)
+		if len(r.Nodes) == 0 {
+			r.Status = StatusOffline
+		}
+		return true
+	})
+	if werr == nil {
+		s.presence.Purge(ctx, nodeMarkerKey(node, user), jetstream.PurgeTTL(markerTTL))
+	}
+	return werr
+}
+
+// setStatus answers a presence frame: "away" or back "online".
+func (s *Service) setStatus(ctx context.Context, c caller, f *request) ([]byte, *WireError) {
+	werr := s.changePresence(ctx, c.user, func(r *presenceRecord) bool {
+		if len(r.Nodes) == 0 || r.Status == f.status {
+			return false // not connected as far as the record knows (a late frame), or no change
+		}
+		r.Status = f.status
+		return true
+	})
+	if werr != nil {
+		return nil, werr
+	}
+	return okFrame(f.id), nil
+}
+
+func (s *Service) loadPresence(ctx context.Context, user string) (presenceRecord, uint64, error) {
+	e, err := s.presence.Get(ctx, presenceKey(user))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return presenceRecord{Status: StatusOffline}, 0, nil
+	}
+	if err != nil {
+		return presenceRecord{}, 0, err
+	}
+	var r presenceRecord
+	if json.Unmarshal(e.Value(), &r) != nil || r.Status == "" {
+		r = presenceRecord{Status: StatusOffline}
+	}
+	return r, e.Revision(), nil
+}
+
+// changePresence applies change to user's record with compare-and-set and tells the friends when the
+// status changed. change returns false when there is nothing to do.
+func (s *Service) changePresence(ctx context.Context, user string, change func(*presenceRecord) bool) *WireError {
+	for range maxRetries {
+		rec, rev, err := s.loadPresence(ctx, user)
+		if err != nil {
+			return unavailable("cannot read presence", err)
+		}
+		was := rec.Status
+		rec.Nodes = slices.Clone(rec.Nodes)
+		if !change(&rec) {
+			return nil
+		}
+		rec.At = time.Now().UnixMilli()
+		b, _ := json.Marshal(rec)
+		newRev, err := s.presence.Update(ctx, presenceKey(user), b, rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		}
+		if err != nil {
+			return unavailable("cannot record presence", err)
+		}
+		if rec.Status != was {
+			s.notifyPresence(ctx, user, rec.Status, newRev)
+		}
+		return nil
+	}
+	return wireErr(CodeBusy, "presence of %q changed too often at once; retry", clip(user))
+}
+
+// notifyPresence publishes user's new status to each friend's delivery subject.
+func (s *Service) notifyPresence(ctx context.Context, user, status string, rev uint64) {
+	e, werr := s.friendsOf(ctx, user)
+	if werr != nil {
+		s.log.Warn("presence not sent: no friend list", "user", user, "err", werr)
+		return
+	}
+	frame := presenceFrame(user, status, rev)
+	for _, f := range e.list.Friends {
+		s.publishTo(f, frame, "", "")
+	}
+}
+
+// presenceOf reads the status of users (pipelined); a user without a record is offline with rev 0.
+func (s *Service) presenceOf(ctx context.Context, users []string) []presenceItem {
+	out := make([]presenceItem, len(users))
+	subjects := make([]string, len(users))
+	for i, u := range users {
+		out[i] = presenceItem{User: u, Status: StatusOffline}
+		subjects[i] = "$KV." + bucketPres + "." + presenceKey(u)
+	}
+	msgs, err := getLastMany(ctx, s.nc, "KV_"+bucketPres, subjects)
+	if err != nil {
+		s.log.Warn("cannot read friends' presence", "err", err)
+		return out
+	}
+	for i, m := range msgs {
+		var r presenceRecord
+		if m == nil || m.deleted || json.Unmarshal(m.data, &r) != nil || r.Status == "" {
+			continue
+		}
+		out[i].Status, out[i].Rev = r.Status, m.seq
+	}
+	return out
+}
+
+// sweepLoop takes the users of dead relay nodes offline.
+func (s *Service) sweepLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.sweep()
+		}
+	}
+}
+
+// sweep finds nodes that have users but no live key and sweeps each.
+func (s *Service) sweep() {
+	ctx, cancel := context.WithTimeout(s.ctx, 4*natsTimeout)
+	defer cancel()
+	lister, err := s.presence.ListKeysFiltered(ctx, "h.*")
+	if err != nil {
+		if s.ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+			s.log.Warn("presence sweep: cannot list nodes", "err", err)
+		}
+		return
+	}
+	var nodes []string
+	for k := range lister.Keys() {
+		nodes = append(nodes, strings.TrimPrefix(k, "h."))
+	}
+	for _, node := range nodes {
+		if _, err := s.nodes.Get(ctx, node); errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.sweepNode(ctx, node)
+		}
+	}
+}
+
+// sweepNode takes every user of a dead node offline there. Several instances may sweep the same node at
+// once; the compare-and-set on each record makes that harmless.
+func (s *Service) sweepNode(ctx context.Context, node string) {
+	users := s.usersOn(ctx, node)
+	for _, user := range users {
+		if werr := s.presenceDown(ctx, user, node); werr != nil {
+			s.log.Warn("presence sweep: cannot take user offline", "node", node, "user", user, "err", werr)
+			return // try again next round
+		}
+	}
+	// A node that came back meanwhile has written new markers: keep its h key then.
+	if len(s.usersOn(ctx, node)) == 0 {
+		s.presence.Purge(ctx, nodeHasUsersKey(node), jetstream.PurgeTTL(markerTTL))
+	}
+	if len(users) > 0 {
+		s.log.Info("relay node stopped its heartbeats; its users are offline there", "node", node, "users", len(users))
+	}
+}
+
+func (s *Service) usersOn(ctx context.Context, node string) []string {
+	prefix := "n." + node + "."
+	lister, err := s.presence.ListKeysFiltered(ctx, prefix+"*")
+	if err != nil {
+		return nil
+	}
+	var users []string
+	for k := range lister.Keys() {
+		if u, ok := userFromToken(strings.TrimPrefix(k, prefix)); ok {
+			users = append(users, u)
+		}
+	}
+	return users
+}

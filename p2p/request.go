@@ -1,0 +1,205 @@
+package p2p
+
+import (
+	"github.com/tidwall/gjson"
+
+	"github.com/rso-server/rso/internal/jsonx"
+)
+
+// Client frames: parsed and checked at the boundary, before anything touches state.
+
+// request is one decoded client frame. Fields not used by its op are zero.
+type request struct {
+	op      string
+	id      string
+	to      string // send, signal
+	peer    string // receipt, history
+	user    string // friend
+	body    []byte // send: compact JSON
+	data    []byte // signal: compact JSON
+	device  string // signal: only this device of the recipient
+	kind    string // receipt
+	seq     uint64 // receipt
+	before  uint64 // history: messages below this sequence (0: the newest)
+	limit   int    // history, sync
+	hash    string // friends
+	action  string // friend
+	status  string // presence
+	after   map[string]uint64
+	hasBody bool
+	hasData bool
+}
+
+var ops = "send, receipt, sync, history, friends, friend, presence, signal, ping"
+
+// parseRequest validates one client frame at the boundary: well-formed JSON, a known op, every field of the
+// right type and size. It never touches state. The relay has checked the frame's size already.
+func parseRequest(data []byte, cfg *Config) (f request, werr *WireError) {
+	if !gjson.ValidBytes(data) {
+		return f, wireErr(CodeBadJSON, "frame is not valid JSON")
+	}
+	root := gjson.ParseBytes(data)
+	if !root.IsObject() {
+		return f, wireErr(CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`)
+	}
+	var body, sigData, after gjson.Result
+	root.ForEach(func(key, v gjson.Result) bool {
+		switch key.Str {
+		case "op":
+			werr = wantString(v, "op", &f.op, 0)
+		case "id":
+			werr = wantString(v, "id", &f.id, maxIDBytes)
+		case "to":
+			werr = wantString(v, "to", &f.to, maxUserBytes)
+		case "peer":
+			werr = wantString(v, "peer", &f.peer, maxUserBytes)
+		case "user":
+			werr = wantString(v, "user", &f.user, maxUserBytes)
+		case "device":
+			werr = wantString(v, "device", &f.device, maxDeviceBytes)
+		case "kind":
+			werr = wantString(v, "kind", &f.kind, 0)
+		case "hash":
+			werr = wantString(v, "hash", &f.hash, maxHashBytes)
+		case "action":
+			werr = wantString(v, "action", &f.action, 0)
+		case "status":
+			werr = wantString(v, "status", &f.status, 0)
+		case "seq":
+			werr = wantNumber(v, "seq", &f.seq)
+		case "before":
+			werr = wantNumber(v, "before", &f.before)
+		case "limit":
+			var n uint64
+			if werr = wantNumber(v, "limit", &n); werr == nil {
+				f.limit = int(min(n, 1<<20))
+			}
+		case "body":
+			body = v
+		case "data":
+			sigData = v
+		case "after":
+			after = v
+		}
+		return werr == nil
+	})
+	if werr != nil {
+		return f, werr
+	}
+	switch f.op {
+	case "send":
+		werr = needAll(f.id != "", "send needs an \"id\": it matches the answer and makes a resend safe",
+			f.to != "", `send needs "to": the user id of the recipient`,
+			body.Exists(), `send needs "body": any JSON value, such as {"text":"hi"}`)
+		if werr == nil {
+			f.body, werr = sizedJSON(data, body, "body", cfg.MaxMessageBytes)
+		}
+	case "receipt":
+		werr = needAll(f.peer != "", `receipt needs "peer": the other user of the conversation`,
+			f.kind == KindDelivered || f.kind == KindRead, `receipt needs "kind": "delivered" or "read"`,
+			f.seq > 0, `receipt needs "seq": the highest message sequence it covers (1 or more)`)
+	case "sync":
+		if after.Exists() {
+			f.after, werr = parseAfter(after)
+		}
+	case "history":
+		werr = needAll(f.peer != "", `history needs "peer": the other user of the conversation`)
+	case "friends":
+	case "friend":
+		werr = needAll(f.user != "", `friend needs "user": whom the action is about`,
+			f.action != "", `friend needs "action": request, accept, remove, block or unblock`)
+	case "presence":
+		werr = needAll(f.status == StatusAway || f.status == StatusOnline, `presence needs "status": "away" or "online"`)
+	case "signal":
+		werr = needAll(f.to != "", `signal needs "to": the user id of the peer`,
+			sigData.Exists(), `signal needs "data": the offer, answer or ICE candidate (any JSON)`)
+		if werr == nil {
+			f.data, werr = sizedJSON(data, sigData, "data", cfg.MaxMessageBytes)
+		}
+		if werr == nil && f.device != "" && !validDevice(f.device) {
+			werr = wireErr(CodeBadFrame, `"device" must be 1 to %d letters, digits, '-' or '_'`, maxDeviceBytes)
+		}
+	case "":
+		werr = wireErr(CodeBadFrame, `frame has no "op"; use one of %s`, ops)
+	default:
+		werr = wireErr(CodeUnknownOp, "unknown op %q; use one of %s", clip(f.op), ops)
+	}
+	return f, werr
+}
+
+// needAll takes pairs (condition, message) and refuses with the first message whose condition is false.
+func needAll(pairs ...any) *WireError {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !pairs[i].(bool) {
+			return wireErr(CodeBadFrame, "%s", pairs[i+1].(string))
+		}
+	}
+	return nil
+}
+
+func sizedJSON(data []byte, v gjson.Result, field string, max int) ([]byte, *WireError) {
+	b := jsonx.Compact(jsonx.RawBytes(data, v))
+	if len(b) > max {
+		return nil, wireErr(CodeMessageTooLarge, "%q is %d bytes; the limit is %d (max_message_bytes)", field, len(b), max)
+	}
+	return b, nil
+}
+
+func parseAfter(v gjson.Result) (map[string]uint64, *WireError) {
+	if !v.IsObject() {
+		return nil, wireErr(CodeBadFrame, `"after" must be an object {"peer": sequence, …}`)
+	}
+	out := map[string]uint64{}
+	var werr *WireError
+	v.ForEach(func(k, n gjson.Result) bool {
+		seq, ok := wholeNumber(n)
+		if !ok || len(k.Str) == 0 || len(k.Str) > maxUserBytes {
+			werr = wireErr(CodeBadFrame, `"after" must map user ids to whole numbers`)
+			return false
+		}
+		out[k.Str] = seq
+		return true
+	})
+	return out, werr
+}
+
+func wantString(v gjson.Result, field string, dst *string, max int) *WireError {
+	if v.Type != gjson.String {
+		return wireErr(CodeBadFrame, "field %q must be a string", field)
+	}
+	if max > 0 && (len(v.Str) == 0 || len(v.Str) > max) {
+		return wireErr(CodeBadFrame, "field %q must be 1 to %d bytes", field, max)
+	}
+	*dst = v.Str
+	return nil
+}
+
+func wantNumber(v gjson.Result, field string, dst *uint64) *WireError {
+	n, ok := wholeNumber(v)
+	if !ok {
+		return wireErr(CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
+	}
+	*dst = n
+	return nil
+}
+
+func validDevice(s string) bool {
+	if len(s) == 0 || len(s) > maxDeviceBytes {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// peekID finds a refused frame's id, so that the client can fail that request at once.
+func peekID(raw []byte) string {
+	id := gjson.GetBytes(raw, "id")
+	if id.Type == gjson.String && len(id.Str) > 0 && len(id.Str) <= maxIDBytes {
+		return id.Str
+	}
+	return ""
+}

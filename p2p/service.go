@@ -1,0 +1,348 @@
+// Package p2p is private chat on the bus: the messaging service (validation, a gap-free sequence per
+// conversation, storage before acknowledgement, delivery to every device, receipts, offline sync and
+// history, presence, peer-to-peer signalling) and the friends service. Clients reach it through the relay
+// package, which holds their sockets; the two meet on NATS subjects only (names.go, docs/PROTOCOL.md §3).
+package p2p
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidwall/gjson"
+
+	"github.com/rso-server/rso/internal/jsonx"
+)
+
+const (
+	// natsTimeout bounds one call to NATS (a publish, a get, a request to the friends service).
+	natsTimeout = 5 * time.Second
+	// requestTimeout bounds the handling of one client frame; the relay waits a little longer.
+	requestTimeout = 9 * time.Second
+	// maxRetries bounds lost compare-and-set races before a request is answered busy.
+	maxRetries = 50
+)
+
+var errConflict = errors.New("changed by someone else first")
+
+// Service is one instance of the messaging service. Instances on one NATS share the work (queue groups)
+// and keep nothing that another instance needs: every state lives in JetStream.
+type Service struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	cfg Config
+	log *slog.Logger
+
+	index    jetstream.KeyValue // RSO_DM_INDEX
+	users    jetstream.KeyValue // RSO_CHAT_USERS
+	presence jetstream.KeyValue // RSO_PRESENCE
+	nodes    jetstream.KeyValue // RSO_RELAY_NODES
+
+	friends *friendCache
+	heads   *headCache
+	convMu  keyedMutex
+	known   boundedSet // users known to have connected once
+	indexed boundedSet // conversations whose index entries exist
+
+	sem     chan struct{}
+	subs    []*nats.Subscription
+	ctx     context.Context // background work (the sweeper); ends at Shutdown
+	cancel  context.CancelFunc
+	closing atomic.Bool
+
+	mu       sync.Mutex     // orders starting a request with Shutdown's wait
+	wg       sync.WaitGroup // requests in flight and the sweeper
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// NewService creates (or checks) the streams and buckets it needs and starts serving the relay subjects.
+func NewService(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		nc: nc, js: js, cfg: cfg, log: cfg.Logger,
+		friends: newFriendCache(cfg.FriendsCacheTTL, 100_000),
+		heads:   newHeadCache(100_000),
+		known:   newBoundedSet(100_000),
+		indexed: newBoundedSet(100_000),
+		sem:     make(chan struct{}, cfg.Workers),
+		done:    make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.setup(ctx); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	if err := s.serve(); err != nil {
+		s.stopServing()
+		s.cancel()
+		return nil, err
+	}
+	// Notices of changed friend lists sent while the connection was down are lost: forget every list.
+	prev := nc.Opts.ReconnectedCB
+	nc.SetReconnectHandler(func(c *nats.Conn) {
+		if prev != nil {
+			prev(c)
+		}
+		s.friends.clear()
+		s.heads.clear()
+	})
+	if s.track() {
+		go s.sweepLoop()
+	}
+	return s, nil
+}
+
+func (s *Service) setup(ctx context.Context) error {
+	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        streamDM,
+		Subjects:    []string{subjDMPrefix + "*.*"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+		AllowDirect: true,
+		MaxMsgSize:  -1,
+		Discard:     jetstream.DiscardNew, // never drop a stored message to make room; refuse the new one
+		Duplicates:  s.cfg.DuplicateWindow,
+	})
+	if err != nil {
+		return fmt.Errorf("p2p: cannot create stream %s: %w", streamDM, err)
+	}
+	for _, b := range []struct {
+		kv  *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&s.index, jetstream.KeyValueConfig{Bucket: bucketIndex, Storage: jetstream.FileStorage}},
+		{&s.users, jetstream.KeyValueConfig{Bucket: bucketUsers, Storage: jetstream.FileStorage}},
+		// Memory: presence is about live connections, which a restart of NATS ends anyway. The marker TTL lets
+		// removed node markers vanish (PurgeTTL) instead of piling up.
+		{&s.presence, jetstream.KeyValueConfig{Bucket: bucketPres, Storage: jetstream.MemoryStorage, LimitMarkerTTL: markerTTL}},
+	} {
+		b.cfg.Replicas = s.cfg.Replicas
+		if *b.kv, err = s.js.CreateOrUpdateKeyValue(ctx, b.cfg); err != nil {
+			return fmt.Errorf("p2p: cannot create bucket %s: %w", b.cfg.Bucket, err)
+		}
+	}
+	// The relays own the node bucket (they set its TTL); create it with their default if none runs yet.
+	if s.nodes, err = s.js.KeyValue(ctx, bucketNodes); errors.Is(err, jetstream.ErrBucketNotFound) {
+		s.nodes, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketNodes, Storage: jetstream.MemoryStorage, TTL: defaultNodeTTL, Replicas: s.cfg.Replicas})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			s.nodes, err = s.js.KeyValue(ctx, bucketNodes)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("p2p: cannot open bucket %s: %w", bucketNodes, err)
+	}
+	return nil
+}
+
+// defaultNodeTTL matches the relay's default (3 × its 5 s heartbeat); the relays set the real one.
+const defaultNodeTTL = 15 * time.Second
+
+// serve subscribes the relay and friends-notice subjects.
+func (s *Service) serve() error {
+	type handler struct {
+		subject, queue string
+		fn             func(ctx context.Context, m *nats.Msg)
+		pooled         bool   // handled on a worker
+		refusal        []byte // the answer while shutting down (nil: none)
+	}
+	restarting := wireErr(CodeUnavailable, "the chat service is restarting; retry (same id)")
+	asJSON, _ := json.Marshal(map[string]any{"error": restarting})
+	for _, h := range []handler{
+		{subjFrame, queueP2P, s.onFrame, true, errorFrame(restarting, "")},
+		{subjHello, queueP2P, s.onHello, true, asJSON},
+		{subjBye, queueP2P, s.onBye, true, asJSON},
+		{subjFriendsChangedPrefix + "*", "", s.onFriendsChanged, false, nil},
+		{subjFriendsChangedPrefix + "*", queuePush, s.onFriendsChangedPush, true, nil},
+	} {
+		cb := func(m *nats.Msg) {
+			if !h.pooled {
+				h.fn(s.ctx, m)
+				return
+			}
+			s.sem <- struct{}{} // when every worker is busy, requests wait in NATS
+			if !s.track() {
+				<-s.sem
+				if h.refusal != nil {
+					m.Respond(h.refusal)
+				}
+				return
+			}
+			go func() {
+				defer func() { <-s.sem; s.wg.Done() }()
+				// Not derived from s.ctx: a request that started is finished even during Shutdown.
+				ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+				defer cancel()
+				h.fn(ctx, m)
+			}()
+		}
+		var sub *nats.Subscription
+		var err error
+		if h.queue == "" {
+			sub, err = s.nc.Subscribe(h.subject, cb)
+		} else {
+			sub, err = s.nc.QueueSubscribe(h.subject, h.queue, cb)
+		}
+		if err != nil {
+			return fmt.Errorf("p2p: cannot subscribe %s: %w", h.subject, err)
+		}
+		s.subs = append(s.subs, sub)
+	}
+	return s.nc.Flush()
+}
+
+func (s *Service) stopServing() {
+	for _, sub := range s.subs {
+		sub.Unsubscribe()
+	}
+}
+
+// drain stops new requests from reaching this instance and lets the ones already delivered to it start
+// (NATS sends new ones to the other instances of the queue group), or gives up at ctx.
+func (s *Service) drain(ctx context.Context) {
+	for _, sub := range s.subs {
+		sub.Drain()
+	}
+	for _, sub := range s.subs {
+		for sub.IsValid() && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// track counts a request in flight unless the service is shutting down.
+func (s *Service) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// Shutdown stops taking requests (those already delivered to this instance are still served), stops the
+// sweeper and waits for the requests in flight (their answers go out) or for ctx. Safe to call more than once.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		defer close(s.done)
+		s.drain(ctx)
+		s.mu.Lock()
+		s.closing.Store(true)
+		s.mu.Unlock()
+		s.stopServing()
+		s.cancel()
+		idle := make(chan struct{})
+		go func() { s.wg.Wait(); close(idle) }()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+		}
+	})
+	<-s.done
+	return ctx.Err()
+}
+
+// caller is who sent a frame, as the relay authenticated it.
+type caller struct {
+	user   string
+	device string
+	conn   string
+	node   string
+}
+
+// onFrame handles one client frame: the envelope {"user","device","conn","node","frame":{…}} from a relay.
+// The reply is the frames for that connection, separated by '\n'.
+func (s *Service) onFrame(ctx context.Context, m *nats.Msg) {
+	env := gjson.ParseBytes(m.Data)
+	c := caller{user: env.Get("user").Str, device: env.Get("device").Str, conn: env.Get("conn").Str, node: env.Get("node").Str}
+	raw := env.Get("frame")
+	if c.user == "" || !raw.Exists() {
+		m.Respond(errorFrame(wireErr(CodeInternal, "relay envelope without user or frame"), ""))
+		return
+	}
+	frame := jsonx.RawBytes(m.Data, raw)
+	if out := s.handle(ctx, c, frame); len(out) > 0 {
+		m.Respond(out)
+	} else {
+		m.Respond([]byte{})
+	}
+}
+
+func (s *Service) handle(ctx context.Context, c caller, frame []byte) []byte {
+	if s.closing.Load() {
+		return errorFrame(wireErr(CodeUnavailable, "the chat service is restarting; retry (same id)"), peekID(frame))
+	}
+	f, werr := parseRequest(frame, &s.cfg)
+	if werr != nil {
+		id := f.id
+		if id == "" {
+			id = peekID(frame)
+		}
+		return errorFrame(werr, id)
+	}
+	var out []byte
+	switch f.op {
+	case "send":
+		out, werr = s.send(ctx, c, &f)
+	case "receipt":
+		out, werr = s.receipt(ctx, c, &f)
+	case "sync":
+		out, werr = s.sync(ctx, c, &f)
+	case "history":
+		out, werr = s.history(ctx, c, &f)
+	case "friends":
+		out, werr = s.friendsAnswer(ctx, c, &f)
+	case "friend":
+		out, werr = s.friendAction(ctx, c, &f)
+	case "presence":
+		out, werr = s.setStatus(ctx, c, &f)
+	case "signal":
+		out, werr = s.signal(ctx, c, &f)
+	}
+	if werr != nil {
+		return errorFrame(werr, f.id)
+	}
+	return out
+}
+
+// unavailable turns a failed call to NATS into the error a client can act on.
+func unavailable(what string, err error) *WireError {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) {
+		return wireErr(CodeUnavailable, "%s: %v; retry (same id)", what, err)
+	}
+	return wireErr(CodeInternal, "%s: %v", what, err)
+}
+
+// publishTo sends frames to every connection of user, on every relay node. except skips the connection
+// that caused them; device, when set, limits them to one device. Delivery is at most once: a client that
+// misses a message sees a gap in the conversation's sequence and asks for it (history or sync).
+func (s *Service) publishTo(user string, frame []byte, except, device string) {
+	m := &nats.Msg{Subject: subjUserPrefix + userToken(user), Data: frame}
+	if except != "" || device != "" {
+		m.Header = nats.Header{}
+		if except != "" {
+			m.Header.Set(hdrExceptConn, except)
+		}
+		if device != "" {
+			m.Header.Set(hdrDevice, device)
+		}
+	}
+	if err := s.nc.PublishMsg(m); err != nil && !s.closing.Load() {
+		s.log.Warn("cannot deliver to user", "user", user, "err", err)
+	}
+}

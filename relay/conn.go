@@ -1,0 +1,212 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"golang.org/x/time/rate"
+
+	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/wsconn"
+)
+
+// Close codes (docs/PROTOCOL.md §1.9, shared with /so).
+const (
+	closeNormal       = wsconn.CloseNormal
+	closeInternal     = wsconn.CloseInternal
+	closeRestart      = wsconn.CloseRestart
+	closeUnauthorized = wsconn.CloseUnauthorized
+	closeTokenExpired = wsconn.CloseTokenExpired
+	closeAbuse        = wsconn.CloseAbuse
+	closeNoPong       = wsconn.CloseNoPong
+)
+
+// errorBudget is how many refused frames a client may send in a burst (refilled at one per second) before
+// it counts as abuse and is disconnected with 4009.
+const errorBudget = 50
+
+// transport is a client socket with a bounded outbound queue: *wsconn.Conn for WebSockets, *tcpConn for raw
+// TCP. Send never blocks; a client that cannot keep up is closed with 4008.
+type transport interface {
+	Send(frame []byte) error
+	Close(code int, text string)
+	Done() <-chan struct{}
+}
+
+var (
+	_ transport = (*wsconn.Conn)(nil)
+	_ transport = (*tcpConn)(nil)
+)
+
+// conn is one authenticated client connection.
+type conn struct {
+	srv    *Server
+	t      transport
+	id     string // node + "-" + counter: unique in the cluster, used to skip the sender's own connection
+	ident  *auth.Identity
+	device string
+	user   *user
+
+	frames *rate.Limiter
+	sends  *rate.Limiter
+	errs   *rate.Limiter
+	expiry *time.Timer
+}
+
+func (s *Server) newConn(t transport, ident *auth.Identity, device string) *conn {
+	l := s.cfg.Limits
+	if device == "" {
+		device = "d-" + randomText(10)
+	}
+	return &conn{
+		srv: s, t: t, ident: ident, device: device,
+		id:     s.node + "-" + itoa(s.connSeq.Add(1)),
+		frames: rate.NewLimiter(rate.Limit(l.FramesPerSecond), int(2*l.FramesPerSecond)+1),
+		sends:  rate.NewLimiter(rate.Limit(l.MessagesPerSecond), int(2*l.MessagesPerSecond)+1),
+		errs:   rate.NewLimiter(1, errorBudget),
+	}
+}
+
+// open registers c, announces it to the messaging service and sends hello. On failure the caller closes
+// the transport with the code returned.
+func (c *conn) open() (int, string, error) {
+	s := c.srv
+	if err := s.attach(c); err != nil {
+		if errors.Is(err, ErrServerClosed) {
+			return closeRestart, "server restarting; reconnect", err
+		}
+		return closeInternal, "cannot subscribe to deliveries; reconnect", err
+	}
+	unlock := s.presence.lock(c.ident.User)
+	limits, err := s.hello(c.ident.User, c.device, c.id)
+	unlock()
+	if err != nil {
+		var se *serviceError
+		if errors.As(err, &se) && se.code != CodeUnavailable {
+			c.t.Send(errorFrame(se.code, se.message, ""))
+			return closeInternal, "the chat service refused the connection", err
+		}
+		c.t.Send(errorFrame(CodeUnavailable, err.Error(), ""))
+		return closeRestart, "chat service unavailable; reconnect", err
+	}
+	if !c.ident.Expires.IsZero() {
+		c.expiry = time.AfterFunc(time.Until(c.ident.Expires), func() {
+			c.t.Close(closeTokenExpired, "token expired; reconnect with a new token")
+		})
+	}
+	c.t.Send(s.helloFrame(c, limits))
+	return 0, "", nil
+}
+
+// close unregisters c once its socket is done.
+func (c *conn) close() {
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.srv.detach(c)
+}
+
+// handle runs one client frame. Frames of one connection are handled in order, one at a time, on its
+// reader: the answer to a send comes before the next frame is read, so one connection's messages are
+// stored in the order it sent them.
+func (c *conn) handle(raw []byte) {
+	s := c.srv
+	if !s.enter() {
+		return // not acknowledged: the client re-sends after it reconnects
+	}
+	defer s.inflight.Done()
+	if !c.frames.Allow() {
+		c.refuse(CodeRateLimited, "more than frames_per_second frames per second; slow down and re-send (same id)", peekID(raw))
+		return
+	}
+	if len(raw) > s.cfg.Limits.MaxFrameBytes {
+		c.refuse(CodeFrameTooLarge, "frame exceeds max_frame_bytes", peekID(raw))
+		return
+	}
+	if !gjson.ValidBytes(raw) {
+		c.refuse(CodeBadJSON, "frame is not valid JSON", "")
+		return
+	}
+	root := gjson.ParseBytes(raw)
+	if !root.IsObject() {
+		c.refuse(CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`, "")
+		return
+	}
+	op, id := root.Get("op"), peekID(raw)
+	switch op.Str {
+	case "ping":
+		c.t.Send(pongFrame(id))
+		return
+	case "auth":
+		c.refuse(CodeBadFrame, "already signed in; auth is only the first frame of a TCP connection", id)
+		return
+	case "send":
+		if !c.sends.Allow() {
+			c.refuse(CodeRateLimited, "more than messages_per_second messages per second; slow down and re-send (same id)", id)
+			return
+		}
+	}
+	c.forward(raw, id)
+}
+
+// forward sends the frame to the messaging service and writes its answer.
+func (c *conn) forward(raw []byte, id string) {
+	s := c.srv
+	env := make([]byte, 0, len(raw)+128)
+	env = append(env, `{"user":`...)
+	env = jsonx.AppendString(env, c.ident.User)
+	env = append(env, `,"device":`...)
+	env = jsonx.AppendString(env, c.device)
+	env = append(env, `,"conn":`...)
+	env = jsonx.AppendString(env, c.id)
+	env = append(env, `,"node":`...)
+	env = jsonx.AppendString(env, s.node)
+	env = append(env, `,"frame":`...)
+	env = append(env, raw...)
+	env = append(env, '}')
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	m, err := s.nc.RequestWithContext(ctx, subjFrame, env)
+	if err != nil {
+		c.t.Send(errorFrame(CodeUnavailable, serviceUnavailable(err), id))
+		return
+	}
+	if len(m.Data) == 0 {
+		return
+	}
+	if bytes.HasPrefix(m.Data, []byte(`{"op":"error"`)) && !c.errs.Allow() {
+		c.t.Send(m.Data)
+		c.t.Close(closeAbuse, "too many refused frames")
+		return
+	}
+	c.t.Send(m.Data) // one or more frames separated by '\n', as a client reads them
+}
+
+// refuse answers a bad frame; a client that keeps sending bad frames is disconnected.
+func (c *conn) refuse(code, message, id string) {
+	c.t.Send(errorFrame(code, message, id))
+	if !c.errs.Allow() {
+		c.t.Close(closeAbuse, "too many refused frames")
+	}
+}
+
+// enter counts a frame in flight unless the server is shutting down.
+func (s *Server) enter() bool {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
+}
+
+func (s *Server) isClosing() bool {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	return s.closed
+}

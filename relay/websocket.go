@@ -1,0 +1,69 @@
+package relay
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/wsconn"
+)
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  1024,
+	WriteBufferSize: 4096,
+	// Write buffers go back to the pool between writes, so idle connections do not hold one.
+	WriteBufferPool: &sync.Pool{},
+	// Access is decided by the token, not by the page's origin (tokens are not ambient credentials).
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// ServeHTTP upgrades a request to the private-chat WebSocket (mount it at /relay). The token comes as
+// ?token= or "Authorization: Bearer"; without a secret (anonymous mode) ?user=NAME names the client, as on
+// /so. ?device= is the client's stable device id (1–64 letters, digits, '-', '_'); without one each
+// connection is its own device.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.isClosing() {
+		http.Error(w, "server is shutting down; reconnect to another node", http.StatusServiceUnavailable)
+		return
+	}
+	ident, err := s.cfg.Auth.FromRequest(r)
+	if err != nil {
+		code, msg := auth.CodeUnauthorized, err.Error()
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			code, msg = ae.Code, ae.Message
+		}
+		writeJSONError(w, http.StatusUnauthorized, code, msg)
+		return
+	}
+	device := r.URL.Query().Get("device")
+	if device != "" && !validDevice(device) {
+		writeJSONError(w, http.StatusBadRequest, CodeBadFrame, "?device= must be 1 to 64 letters, digits, '-' or '_'")
+		return
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	l := s.cfg.Limits
+	t := wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * l.MaxFrameBytes, OutboundBytes: l.OutboundBytes})
+	c := s.newConn(t, ident, device)
+	defer c.close()
+	if code, text, err := c.open(); err != nil {
+		s.log.Debug("relay connection refused", "user", ident.User, "err", err)
+		t.Close(code, text)
+		<-t.Done()
+		return
+	}
+	t.ReadLoop(c.handle)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+}
