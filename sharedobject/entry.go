@@ -15,7 +15,7 @@ import (
 //	{"ops":[{"t":"c","v":13,"e":"ep","id":"r1","o":"node/s1","u":"alice","clear":true,"set":[["a",1]],"del":["b"]},
 //	        {"t":"m","id":"r2","o":"node/s1","u":"alice","h":"chat","a":["hi"]},
 //	        {"t":"l","lock":"L1","until":1767225600000},{"t":"u","lock":"L1"}]}
-//	{"snap":{"e":"ep","v":13,"h":0,"slots":[["a",13,1]],"tombs":[["b",13]],"recent":[["r1",13,["a","b"]]],"lock":["L1",0]}}
+//	{"snap":{"e":"ep","v":13,"h":0,"slots":[["a",13,1]],"tombs":[["b",13]],"recent":[["r1",13,["a","b"],"alice"]],"lock":["L1",0]}}
 //	{"reset":true}
 
 // Message is a send(): delivered to every subscriber, never stored in the object's data.
@@ -174,6 +174,8 @@ func encodeSnapshot(s *State) []byte {
 		b = appendUint(b, r.version)
 		b = append(b, ',')
 		b = appendStrings(b, r.names)
+		b = append(b, ',')
+		b = jsonx.AppendString(b, r.user)
 		b = append(b, ']')
 	}
 	b = append(b, `],"lock":[`...)
@@ -276,7 +278,7 @@ func decodeSnapshot(data []byte, snap gjson.Result) (*State, error) {
 	})
 	snap.Get("recent").ForEach(func(_, t gjson.Result) bool {
 		a := t.Array()
-		if len(a) != 3 {
+		if len(a) != 3 && len(a) != 4 { // the user came later; a missing one reads as ""
 			return true
 		}
 		var names []string
@@ -284,7 +286,11 @@ func decodeSnapshot(data []byte, snap gjson.Result) (*State, error) {
 			names = append(names, n.Str)
 			return true
 		})
-		s.remember(&Commit{ID: a[0].Str, Version: a[1].Uint(), Sets: nil, Deletes: names})
+		user := ""
+		if len(a) == 4 {
+			user = a[3].Str
+		}
+		s.remember(&Commit{ID: a[0].Str, User: user, Version: a[1].Uint(), Deletes: names})
 		return true
 	})
 	lock := snap.Get("lock").Array()

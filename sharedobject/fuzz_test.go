@@ -231,7 +231,7 @@ func applyOp(s *State, o op) {
 	if o.commit != nil {
 		s.Apply(o.commit, fuzzWindow)
 	} else if o.msg.ID != "" {
-		s.RememberMessage(o.msg.ID)
+		s.RememberMessage(o.msg.User, o.msg.ID)
 	}
 }
 
@@ -431,7 +431,7 @@ func (m *modelRun) finish() error {
 	}
 	// The last recentLimit request ids are remembered, with what they committed; older ones are not.
 	for i, r := range m.ids {
-		v, names, ok := m.s.Recent(r.id)
+		v, names, ok := m.s.Recent("ü", r.id)
 		if ok != (i >= len(m.ids)-recentLimit) || ok && (v != r.version || !slices.Equal(names, r.names)) {
 			return fmt.Errorf("Recent(%q) = %d %v %v, want %d %v", r.id, v, names, ok, r.version, r.names)
 		}
@@ -482,9 +482,13 @@ func (m *modelRun) sameState(what string, r *State) error {
 	case !maps.Equal(r.tombs, s.tombs):
 		return fmt.Errorf("%s: tombstones %v, want %v", what, r.tombs, s.tombs)
 	}
-	for id := range s.byID {
-		v1, n1, _ := s.Recent(id)
-		v2, n2, ok := r.Recent(id)
+	for key, i := range s.byID {
+		user, id := s.recent[i].user, s.recent[i].id
+		if key != requestKey(user, id) {
+			return fmt.Errorf("%s: request %q of %q is filed under %q", what, id, user, key)
+		}
+		v1, n1, _ := s.Recent(user, id)
+		v2, n2, ok := r.Recent(user, id)
 		if !ok || v1 != v2 || !slices.Equal(n1, n2) {
 			return fmt.Errorf("%s: Recent(%q) = %d %v %v, want %d %v", what, id, v2, n2, ok, v1, n1)
 		}

@@ -3,6 +3,7 @@ package sharedobject
 import (
 	"bytes"
 	"sort"
+	"strings"
 )
 
 // This file is the pure model of one shared object: its slots, versions, tombstones and the rules that
@@ -59,6 +60,7 @@ type slot struct {
 
 // recentCommit remembers a committed request so that a retry with the same id is answered, not reapplied.
 type recentCommit struct {
+	user    string
 	id      string
 	version uint64
 	names   []string
@@ -77,7 +79,7 @@ type State struct {
 	bytes   int               // sum of len(name)+len(value) over slots
 	recent  []recentCommit    // ring, oldest first once full
 	next    int               // ring position of the next insert
-	byID    map[string]int    // request id → ring index
+	byID    map[string]int    // requestKey → ring index
 	Lock    LockState
 }
 
@@ -115,9 +117,19 @@ func (s *State) Slots(fn func(name string, value []byte, version uint64)) {
 	}
 }
 
-// Recent returns the slots committed by request id, if the object still remembers it.
-func (s *State) Recent(id string) (version uint64, names []string, ok bool) {
-	i, ok := s.byID[id]
+// requestKey scopes a request id to its user: ids are chosen by clients, so one user's id must never
+// answer another user's request. Unnamed anonymous clients get a new "anon-…" user on every connection,
+// so they share one scope; otherwise their retries after a reconnect would be applied twice.
+func requestKey(user, id string) string {
+	if strings.HasPrefix(user, "anon-") {
+		user = ""
+	}
+	return user + "\x00" + id
+}
+
+// Recent returns the slots committed by user's request id, if the object still remembers it.
+func (s *State) Recent(user, id string) (version uint64, names []string, ok bool) {
+	i, ok := s.byID[requestKey(user, id)]
 	if !ok {
 		return 0, nil, false
 	}
@@ -125,14 +137,16 @@ func (s *State) Recent(id string) (version uint64, names []string, ok bool) {
 	return r.version, r.names, true
 }
 
-// Knows reports whether a request id (of a commit or a message) was committed recently.
-func (s *State) Knows(id string) bool {
-	_, ok := s.byID[id]
+// Knows reports whether user's request id (of a commit or a message) was committed recently.
+func (s *State) Knows(user, id string) bool {
+	_, ok := s.byID[requestKey(user, id)]
 	return ok
 }
 
 // RememberMessage records a delivered message's id, so that a re-sent copy is not delivered twice.
-func (s *State) RememberMessage(id string) { s.remember(&Commit{ID: id, Version: s.Version}) }
+func (s *State) RememberMessage(user, id string) {
+	s.remember(&Commit{ID: id, User: user, Version: s.Version})
+}
 
 // Apply applies a commit and returns what subscribers are told. The commit must be the next version.
 func (s *State) Apply(c *Commit, resyncWindow uint64) []Event {
@@ -191,15 +205,17 @@ func (s *State) remember(c *Commit) {
 		names = append(names, sv.Name)
 	}
 	names = append(names, c.Deletes...)
-	rc := recentCommit{id: c.ID, version: c.Version, names: names}
+	key := requestKey(c.User, c.ID)
+	rc := recentCommit{user: c.User, id: c.ID, version: c.Version, names: names}
 	if len(s.recent) < recentLimit {
-		s.byID[c.ID] = len(s.recent)
+		s.byID[key] = len(s.recent)
 		s.recent = append(s.recent, rc)
 		return
 	}
-	delete(s.byID, s.recent[s.next].id)
+	old := s.recent[s.next]
+	delete(s.byID, requestKey(old.user, old.id))
 	s.recent[s.next] = rc
-	s.byID[c.ID] = s.next
+	s.byID[key] = s.next
 	s.next = (s.next + 1) % recentLimit
 }
 

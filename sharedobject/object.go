@@ -187,7 +187,7 @@ func (o *object) applyLocked(seq uint64, e *entry) {
 			o.applyCommitLocked(op.commit)
 		case op.msg != nil:
 			if op.msg.ID != "" {
-				o.state.RememberMessage(op.msg.ID)
+				o.state.RememberMessage(op.msg.User, op.msg.ID)
 			}
 			f := messageFrame(o.key.name, o.key.persistent, op.msg)
 			for s := range o.subs {

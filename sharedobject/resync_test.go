@@ -217,3 +217,23 @@ func TestUpdateFromAnEarlierEpochIsRejected(t *testing.T) {
 		t.Fatalf("update with the current epoch: %q", codes(r))
 	}
 }
+
+// Request ids are chosen by clients, so they are only unique per user: another user's request with the
+// same id is a different request and must be applied, not answered as a duplicate.
+func TestRequestIDsAreScopedToTheirUser(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	alice := dial(t, n.url+"?user=alice", "")
+	bob := dial(t, n.url+"?user=bob", "")
+	sub(t, alice, "ctr", true)
+	sub(t, bob, "ctr", true)
+	if _, err := alice.UpdateWithID(ctxT(t), "1", "ctr", true, []client.Change{set("a", 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := bob.UpdateWithID(ctxT(t), "1", "ctr", true, []client.Change{set("b", 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if codes(s) != "success:b" || s.Version != 2 {
+		t.Fatalf("bob's request answered %q v%d, want success:b at v2 (not alice's request replayed)", codes(s), s.Version)
+	}
+}

@@ -175,18 +175,18 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 	d := st.NewDraft()
 	lim := &o.node.cfg.Limits
 	epoch := st.Epoch
-	inGroup := map[string]bool{} // request ids in this entry: a retry queued behind its original
+	inGroup := map[string]bool{} // requestKeys in this entry: a retry queued behind its original
 	var deferred []*writeReq
 	defer func() { o.wq = append(deferred, o.wq...) }()
 	for i, r := range reqs {
 		switch {
-		case r.msg != nil && r.msg.ID != "" && (st.Knows(r.msg.ID) || inGroup[r.msg.ID]):
+		case r.msg != nil && r.msg.ID != "" && (st.Knows(r.msg.User, r.msg.ID) || inGroup[requestKey(r.msg.User, r.msg.ID)]):
 			// A re-sent message that was delivered before: only the sender is told (again).
 			r.sess.send(messageFrame(o.key.name, o.key.persistent, r.msg))
 			continue
 		case r.msg != nil:
 			if r.msg.ID != "" {
-				inGroup[r.msg.ID] = true
+				inGroup[requestKey(r.msg.User, r.msg.ID)] = true
 			}
 			ops = append(ops, op{msg: r.msg})
 			r.version = d.Version()
@@ -203,15 +203,15 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 			continue
 		}
 		if r.id != "" {
-			if _, names, ok := st.Recent(r.id); ok {
+			if _, names, ok := st.Recent(r.user, r.id); ok {
 				o.answerDuplicateLocked(r, names)
 				continue
 			}
-			if inGroup[r.id] {
+			if inGroup[requestKey(r.user, r.id)] {
 				deferred = append(deferred, r) // its original is in this entry: answer it after the commit
 				continue
 			}
-			inGroup[r.id] = true
+			inGroup[requestKey(r.user, r.id)] = true
 		}
 		var c *Commit
 		var rejects []rejectNote
