@@ -21,6 +21,8 @@ import (
 	"github.com/rso-server/rso/demos"
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/natsboot"
+	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/relay"
 	"github.com/rso-server/rso/sharedobject"
 )
 
@@ -96,6 +98,12 @@ type Main struct {
 	ln   net.Listener
 	http *http.Server
 
+	// Private chat: the friends and messaging services on the bus, and the relay holding the sockets.
+	friends  *p2p.Friends
+	messages *p2p.Service
+	relay    *relay.Server
+	tcpLn    net.Listener // nil without -relay-tcp
+
 	stopDemos func() // nil unless the demo hooks run
 
 	serveDone chan struct{} // closed when http.Serve returns
@@ -146,8 +154,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("cannot start the shared-object service: %w", err)
 	}
 
+	if err := m.startChat(ctx); err != nil {
+		return err
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/so", m.node)
+	mux.Handle("/relay", m.relay)
 	mux.HandleFunc("GET /healthz", m.healthz)
 	if c.Demos {
 		if m.stopDemos, err = demos.Start(ctx, m.nc); err != nil {
@@ -166,10 +179,62 @@ func (m *Main) Run(ctx context.Context) error {
 		m.serveErr = m.http.Serve(ln)
 	}()
 
+	if m.tcpLn != nil {
+		go func() {
+			if err := m.relay.ServeTCP(m.tcpLn); err != nil && !errors.Is(err, relay.ErrServerClosed) {
+				m.log.Error("TCP relay stopped", "err", err)
+			}
+		}()
+	}
+
 	m.warnings()
 	m.log.Info("rso started", "addr", ln.Addr().String(), "nats", m.natsMode(), "data", m.dataDesc(),
-		"node", c.NodeID, "auth", m.authDesc(), "demos", m.demosDesc())
+		"node", c.NodeID, "auth", m.authDesc(), "relay-tcp", m.relayTCPDesc(), "demos", m.demosDesc())
 	return nil
+}
+
+// startChat starts the friends and messaging services (queue groups on NATS: every node runs them and any
+// one answers) and the relay, and takes the TCP relay's port.
+func (m *Main) startChat(ctx context.Context) error {
+	c := &m.cfg
+	var err error
+	if c.RelayTCP != "" {
+		if m.tcpLn, err = net.Listen("tcp", c.RelayTCP); err != nil {
+			return fmt.Errorf("cannot listen on %s for the TCP relay: %s (change %s)", c.RelayTCP, errnoText(err), c.label("relay-tcp"))
+		}
+	}
+	m.friends, err = p2p.NewFriends(ctx, m.nc, p2p.FriendsConfig{Replicas: c.Replicas, Logger: m.log.With("component", "friends")})
+	if err != nil {
+		return fmt.Errorf("cannot start the friends service: %w", err)
+	}
+	m.messages, err = p2p.NewService(ctx, m.nc, p2p.Config{
+		FriendsOnly:     c.FriendsOnly,
+		MaxMessageBytes: c.MaxMessageBytes,
+		Replicas:        c.Replicas,
+		Logger:          m.log.With("component", "p2p"),
+	})
+	if err != nil {
+		return fmt.Errorf("cannot start the messaging service: %w", err)
+	}
+	m.relay, err = relay.New(ctx, m.nc, relay.Config{
+		NodeID:        c.NodeID,
+		Auth:          auth.NewVerifier(c.TokenSecret),
+		Limits:        c.RelayLimits,
+		PresenceGrace: c.PresenceGrace,
+		Replicas:      c.Replicas,
+		Logger:        m.log.With("component", "relay"),
+	})
+	if err != nil {
+		return fmt.Errorf("cannot start the relay: %w", err)
+	}
+	return nil
+}
+
+func (m *Main) relayTCPDesc() string {
+	if m.tcpLn == nil {
+		return "off"
+	}
+	return m.tcpLn.Addr().String()
 }
 
 func (m *Main) startNATS(ctx context.Context) error {
@@ -334,12 +399,28 @@ func (m *Main) close() error {
 	} else if m.ln != nil {
 		m.ln.Close()
 	}
-	if m.node != nil {
+	// Sockets first (clients get 1012 and reconnect elsewhere), then the services they were using.
+	shutdown := func(what string, stop func(context.Context) error) {
 		ctx, cancel := context.WithTimeout(context.Background(), nodeShutdownWait)
-		if err := m.node.Shutdown(ctx); err != nil {
-			problems = append(problems, "shared objects: "+err.Error())
+		defer cancel()
+		if err := stop(ctx); err != nil {
+			problems = append(problems, what+": "+err.Error())
 		}
-		cancel()
+	}
+	if m.relay != nil {
+		shutdown("relay", m.relay.Shutdown)
+	}
+	if m.tcpLn != nil {
+		m.tcpLn.Close() // the relay closed it already, unless Run failed before serving it
+	}
+	if m.node != nil {
+		shutdown("shared objects", m.node.Shutdown)
+	}
+	if m.messages != nil {
+		shutdown("messaging", m.messages.Shutdown)
+	}
+	if m.friends != nil {
+		shutdown("friends", m.friends.Shutdown)
 	}
 	if m.stopDemos != nil {
 		m.stopDemos() // after the node: writes it let finish may still ask the hooks

@@ -16,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/relay"
 	"github.com/rso-server/rso/sharedobject"
 )
 
@@ -35,6 +37,13 @@ type Config struct {
 	Replicas     int
 	Limits       sharedobject.Limits
 	Demos        bool // serve the browser demos under /demos/ and run their validation hooks
+
+	// Private chat (relay and p2p).
+	RelayTCP        string        // HOST:PORT of the raw TCP relay for native clients; "" = off
+	FriendsOnly     bool          // only friends may write to each other
+	PresenceGrace   time.Duration // how long a user stays online after its last connection closed
+	MaxMessageBytes int           // largest private message body
+	RelayLimits     relay.Limits
 
 	from map[string]string // option name → where its value came from: "-name", "RSO_NAME" or "default"
 }
@@ -66,6 +75,7 @@ func envName(flagName string) string {
 // options is the flag table. nodeID is the default node id (computed, so it is passed in).
 func options(nodeID string) []option {
 	d := sharedobject.DefaultLimits()
+	rl, pd := relay.DefaultLimits(), p2p.DefaultConfig()
 	limit := func(name string, def int, meaning string, field func(*sharedobject.Limits) *int) option {
 		return option{name: name, def: strconv.Itoa(def), meaning: meaning, set: func(c *Config, v string) error {
 			n, err := positiveInt(v)
@@ -136,6 +146,25 @@ func options(nodeID string) []option {
 			}},
 		{name: "demos", def: "true", isBool: true, meaning: "serve the browser demos at /demos/ (with a token endpoint for demo/** when -token-secret is set) and run their validation hooks",
 			set: func(c *Config, v string) (err error) { c.Demos, err = parseBool(v); return err }},
+		{name: "relay-tcp", def: "", defText: "off", meaning: "HOST:PORT of the raw TCP relay for native clients (newline-delimited JSON, the /relay protocol); without -token-secret it must be a loopback address",
+			set: func(c *Config, v string) error {
+				c.RelayTCP = v
+				if v == "" {
+					return nil
+				}
+				return checkHostPort(v, 0)
+			}},
+		{name: "friends-only", def: "false", isBool: true, meaning: "private messages and signals only between friends (off: anyone not blocked)",
+			set: func(c *Config, v string) (err error) { c.FriendsOnly, err = parseBool(v); return err }},
+		{name: "presence-grace", def: "5s", meaning: "how long a user stays online after its last relay connection closed, so a reload does not flash offline",
+			set: func(c *Config, v string) (err error) { c.PresenceGrace, err = positiveDuration(v); return err }},
+		{name: "max-message-bytes", def: strconv.Itoa(pd.MaxMessageBytes), meaning: "largest private message body (compact JSON), in bytes",
+			set: func(c *Config, v string) (err error) { c.MaxMessageBytes, err = positiveInt(v); return err }},
+		{name: "relay-messages-per-second", def: strconv.FormatFloat(rl.MessagesPerSecond, 'f', -1, 64), meaning: "sustained private messages per second one relay connection may send (bursts of twice that)",
+			set: func(c *Config, v string) (err error) {
+				c.RelayLimits.MessagesPerSecond, err = positiveFloat(v)
+				return err
+			}},
 		limit("max-frame-bytes", d.MaxFrameBytes, "largest frame a client may send, in bytes", func(l *sharedobject.Limits) *int { return &l.MaxFrameBytes }),
 		limit("max-value-bytes", d.MaxValueBytes, "largest slot value, in bytes", func(l *sharedobject.Limits) *int { return &l.MaxValueBytes }),
 		limit("max-slots", d.MaxSlots, "most slots in one object", func(l *sharedobject.Limits) *int { return &l.MaxSlots }),
@@ -144,14 +173,7 @@ func options(nodeID string) []option {
 		limit("max-subscriptions", d.MaxSubscriptions, "most objects one connection may subscribe to", func(l *sharedobject.Limits) *int { return &l.MaxSubscriptions }),
 		limit("max-name-bytes", d.MaxNameBytes, "longest object, slot or handler name, in bytes", func(l *sharedobject.Limits) *int { return &l.MaxNameBytes }),
 		{name: "frames-per-second", def: strconv.FormatFloat(d.FramesPerSecond, 'f', -1, 64), meaning: "sustained frames per second one connection may send (bursts of twice that)",
-			set: func(c *Config, v string) error {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil || !(f > 0) || math.IsInf(f, 0) {
-					return errors.New("want a positive number")
-				}
-				c.Limits.FramesPerSecond = f
-				return nil
-			}},
+			set: func(c *Config, v string) (err error) { c.Limits.FramesPerSecond, err = positiveFloat(v); return err }},
 		limit("outbound-bytes", d.OutboundBytes, "bytes queued for one slow connection before it is closed (4008)", func(l *sharedobject.Limits) *int { return &l.OutboundBytes }),
 	}
 }
@@ -246,6 +268,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("%s %q is not a loopback address and there is no -token-secret, so anyone who can reach it could read and change every object: set -token-secret (or RSO_TOKEN_SECRET), listen on 127.0.0.1, or add -insecure to allow it anyway",
 			c.label("addr"), c.Addr)
 	}
+	if len(c.TokenSecret) == 0 && !c.Insecure && c.RelayTCP != "" && !isLoopback(c.RelayTCP) {
+		return fmt.Errorf("%s %q is not a loopback address and there is no -token-secret, so anyone who can reach it could read every private chat: set -token-secret (or RSO_TOKEN_SECRET), listen on 127.0.0.1, or add -insecure to allow it anyway",
+			c.label("relay-tcp"), c.RelayTCP)
+	}
 	return nil
 }
 
@@ -287,6 +313,14 @@ func positiveInt(v string) (int, error) {
 		return 0, errors.New("want a positive whole number")
 	}
 	return int(n), nil
+}
+
+func positiveFloat(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(f > 0) || math.IsInf(f, 0) {
+		return 0, errors.New("want a positive number")
+	}
+	return f, nil
 }
 
 func positiveDuration(v string) (time.Duration, error) {

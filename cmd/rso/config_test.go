@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/relay"
 	"github.com/rso-server/rso/sharedobject"
 )
 
@@ -28,7 +30,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.NATS != "" || c.NATSListen != "" ||
 		c.TokenSecret != nil || c.Insecure || c.Fsync || c.ResyncWindow != 1000 || c.TempGrace != 5*time.Second ||
-		c.HookTimeout != 2*time.Second || c.Replicas != 1 || !c.Demos {
+		c.HookTimeout != 2*time.Second || c.Replicas != 1 || !c.Demos || c.RelayTCP != "" || c.FriendsOnly ||
+		c.PresenceGrace != 5*time.Second || c.MaxMessageBytes != p2p.DefaultConfig().MaxMessageBytes ||
+		c.RelayLimits.MessagesPerSecond != relay.DefaultLimits().MessagesPerSecond {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.Limits != sharedobject.DefaultLimits() {
@@ -45,28 +49,33 @@ func TestDefaults(t *testing.T) {
 func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 	// Each option, set through the environment and then overridden by its flag.
 	values := map[string][2]string{ // name → {env value, flag value}
-		"addr":              {"127.0.0.1:1", "127.0.0.1:2"},
-		"data":              {"/env", "/flag"},
-		"nats":              {"nats://env:4222", "nats://flag:4222"},
-		"nats-listen":       {"127.0.0.1:4223", "127.0.0.1:4224"},
-		"token-secret":      {"env-secret-0123456789", "flag-secret-0123456789"},
-		"insecure":          {"true", "false"}, // a bool has two values: flag = default here
-		"fsync":             {"true", "false"},
-		"demos":             {"false", "true"}, // on by default
-		"node-id":           {"env", "flag"},
-		"resync-window":     {"10", "20"},
-		"temp-grace":        {"1s", "2s"},
-		"hook-timeout":      {"3s", "4s"},
-		"replicas":          {"2", "3"},
-		"max-frame-bytes":   {"1001", "1002"},
-		"max-value-bytes":   {"1003", "1004"},
-		"max-slots":         {"1005", "1006"},
-		"max-object-bytes":  {"100007", "100008"},
-		"max-changes":       {"1009", "1010"},
-		"max-subscriptions": {"1011", "1012"},
-		"max-name-bytes":    {"1013", "1014"},
-		"frames-per-second": {"1.5", "2.5"},
-		"outbound-bytes":    {"1015", "1016"},
+		"addr":                      {"127.0.0.1:1", "127.0.0.1:2"},
+		"data":                      {"/env", "/flag"},
+		"nats":                      {"nats://env:4222", "nats://flag:4222"},
+		"nats-listen":               {"127.0.0.1:4223", "127.0.0.1:4224"},
+		"token-secret":              {"env-secret-0123456789", "flag-secret-0123456789"},
+		"insecure":                  {"true", "false"}, // a bool has two values: flag = default here
+		"fsync":                     {"true", "false"},
+		"demos":                     {"false", "true"}, // on by default
+		"node-id":                   {"env", "flag"},
+		"resync-window":             {"10", "20"},
+		"temp-grace":                {"1s", "2s"},
+		"hook-timeout":              {"3s", "4s"},
+		"replicas":                  {"2", "3"},
+		"max-frame-bytes":           {"1001", "1002"},
+		"max-value-bytes":           {"1003", "1004"},
+		"max-slots":                 {"1005", "1006"},
+		"max-object-bytes":          {"100007", "100008"},
+		"max-changes":               {"1009", "1010"},
+		"max-subscriptions":         {"1011", "1012"},
+		"max-name-bytes":            {"1013", "1014"},
+		"frames-per-second":         {"1.5", "2.5"},
+		"outbound-bytes":            {"1015", "1016"},
+		"relay-tcp":                 {"127.0.0.1:7001", "127.0.0.1:7002"},
+		"friends-only":              {"true", "false"},
+		"presence-grace":            {"1s", "2s"},
+		"max-message-bytes":         {"1017", "1018"},
+		"relay-messages-per-second": {"3.5", "4.5"},
 	}
 	opts := options("x")
 	if len(opts) != len(values) {
@@ -361,5 +370,21 @@ func TestRunUsageErrorIsOneLine(t *testing.T) {
 		if s := out.String(); strings.Count(s, "\n") != 1 || !strings.HasPrefix(s, "rso: ") {
 			t.Errorf("%v %v: output %q, want one line starting with rso:", tc.args, tc.env, s)
 		}
+	}
+}
+
+func TestRelayTCPLoopbackRule(t *testing.T) {
+	if _, err := parseConfig([]string{"-relay-tcp", "127.0.0.1:7000"}, env{}.get); err != nil {
+		t.Errorf("loopback TCP relay without a secret refused: %v", err)
+	}
+	_, err := parseConfig([]string{"-relay-tcp", "0.0.0.0:7000"}, env{}.get)
+	if err == nil || !strings.Contains(err.Error(), "-relay-tcp") || !strings.Contains(err.Error(), "-token-secret") {
+		t.Errorf("open TCP relay without a secret: %v, want a refusal naming -relay-tcp and -token-secret", err)
+	}
+	if _, err := parseConfig([]string{"-relay-tcp", "0.0.0.0:7000", "-token-secret", "0123456789abcdef0123"}, env{}.get); err != nil {
+		t.Errorf("open TCP relay with a secret refused: %v", err)
+	}
+	if _, err := parseConfig([]string{"-relay-tcp", "nonsense"}, env{}.get); err == nil || !strings.Contains(err.Error(), "HOST:PORT") {
+		t.Errorf("-relay-tcp nonsense: %v, want a HOST:PORT hint", err)
 	}
 }
