@@ -1,6 +1,7 @@
 package sharedobject_test
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"testing"
@@ -107,7 +108,8 @@ func TestExpiredLockReleasesWritesAndRefusesUnlock(t *testing.T) {
 func TestValidationHookDecidesBids(t *testing.T) {
 	srv := startNATS(t, "")
 	n := startNode(t, srv, func(c *sharedobject.Config) { c.HookTimeout = 300 * time.Millisecond })
-	stop, err := sharedobject.RegisterHook(ctxT(t), n.nc, "auction", sharedobject.HookConfig{Pattern: "auction/*"},
+	// A context without a deadline is fine: RegisterHook bounds its own NATS calls.
+	stop, err := sharedobject.RegisterHook(context.Background(), n.nc, "auction", sharedobject.HookConfig{Pattern: "auction/*"},
 		func(r *sharedobject.HookRequest) sharedobject.HookVerdict {
 			v := sharedobject.HookVerdict{Reject: map[string]string{}}
 			for _, c := range r.Changes {
@@ -149,6 +151,15 @@ func TestValidationHookDecidesBids(t *testing.T) {
 	if se := serverErr(t, err); se.Code != "hook_unavailable" {
 		t.Fatalf("no backend: %v", se)
 	}
+
+	// Unregistered, the hook is no longer asked.
+	if err := sharedobject.UnregisterHook(context.Background(), n.nc, "auction"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the hook to be forgotten", func() bool {
+		s, err := a.Update(ctxT(t), "auction/probe", true, []client.Change{set("price", 1, 0)})
+		return err == nil && codes(s) == "success:price"
+	})
 }
 
 func TestHookThatFailsOpenAcceptsWithoutBackend(t *testing.T) {

@@ -230,8 +230,12 @@ type HookVerdict struct {
 
 // RegisterHook registers a validation hook named name and answers its requests with fn until stop is
 // called. It can run in any process with access to the NATS the nodes use; several processes may register
-// the same name (they share the work as a queue group).
+// the same name (they share the work as a queue group). stop only stops answering: the registration stays
+// (another process may serve the name), so matching updates then meet the hook's fail_open policy until
+// UnregisterHook removes it. Without a deadline on ctx, registering gives up after 10 s.
 func RegisterHook(ctx context.Context, nc *nats.Conn, name string, cfg HookConfig, fn func(*HookRequest) HookVerdict) (stop func(), err error) {
+	ctx, cancel := withDefaultDeadline(ctx)
+	defer cancel()
 	if cfg.Subject == "" {
 		cfg.Subject = "rso.hook." + kvSafe(name)
 	}
@@ -272,4 +276,27 @@ func RegisterHook(ctx context.Context, nc *nats.Conn, name string, cfg HookConfi
 		return nil, err
 	}
 	return func() { sub.Unsubscribe() }, nil
+}
+
+// UnregisterHook removes the hook named name, so updates to its objects no longer wait for it.
+func UnregisterHook(ctx context.Context, nc *nats.Conn, name string) error {
+	ctx, cancel := withDefaultDeadline(ctx)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, bucketHooks)
+	if err != nil {
+		return fmt.Errorf("sharedobject: no %s bucket (start an rso node first): %w", bucketHooks, err)
+	}
+	return kv.Delete(ctx, kvSafe(name))
+}
+
+// withDefaultDeadline bounds ctx by 10 s unless it has a deadline: NATS flushes and KV calls need one.
+func withDefaultDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, 10*time.Second)
 }
