@@ -166,3 +166,6 @@ export function joinForm(fields, start) {
     (inputs.nick.value ? inputs[fields[1].name] : inputs.nick).focus();
   }
 }
+
+// For pages that build their own client (private chat on /relay): the token request and the pill's words.
+export { fetchToken, STATUS_TEXT };

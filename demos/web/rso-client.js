@@ -90,60 +90,34 @@ var SyncCode = {
   Success: "success",
   Reject: "reject"
 };
-
-// src/host.ts
-var OPEN = 1;
-var host = globalThis;
-var setTimer = (fn, ms) => host.setTimeout(fn, ms);
-var clearTimer = (handle) => host.clearTimeout(handle);
-var microtask = (fn) => host.queueMicrotask(fn);
-var makeURL = (url) => new host.URL(url);
-var globalWebSocket = () => host.WebSocket;
-var encoder = new host.TextEncoder();
-var utf8Length = (s) => encoder.encode(s).length;
-var alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-function randomString(n) {
-  const bytes = new Uint8Array(n);
-  if (host.crypto !== void 0) host.crypto.getRandomValues(bytes);
-  else for (let i = 0; i < n; i++) bytes[i] = Math.floor(Math.random() * 256);
-  let s = "";
-  for (const b of bytes) s += alphabet[b % alphabet.length];
-  return s;
-}
-
-// src/emitter.ts
-var EventSource = class {
-  #listeners = {};
-  /** Calls `listener` on every `event` until the returned function is called. */
-  on(event, listener) {
-    const set = this.#listeners[event] ??= /* @__PURE__ */ new Set();
-    const entry = (...args) => listener(...args);
-    set.add(entry);
-    return () => {
-      set.delete(entry);
-    };
-  }
-  has(event) {
-    return (this.#listeners[event]?.size ?? 0) > 0;
-  }
-  /**
-   * Calls the listeners in the order they subscribed. A listener that throws stops neither the others nor
-   * the SDK's bookkeeping: its error is rethrown on a microtask (uncaught in Node, logged by browsers).
-   */
-  emit(event, ...args) {
-    const set = this.#listeners[event];
-    if (set === void 0) return;
-    for (const listener of [...set]) {
-      try {
-        listener(...args);
-      } catch (err) {
-        microtask(() => {
-          throw err;
-        });
-      }
-    }
-  }
+var ChatErrorCode = {
+  BadJson: "bad_json",
+  BadFrame: "bad_frame",
+  UnknownOp: "unknown_op",
+  FrameTooLarge: "frame_too_large",
+  MessageTooLarge: "message_too_large",
+  RateLimited: "rate_limited",
+  UnknownUser: "unknown_user",
+  Blocked: "blocked",
+  NotFriends: "not_friends",
+  Offline: "offline",
+  IdReused: "id_reused",
+  BadSeq: "bad_seq",
+  NotFound: "not_found",
+  TooManyFriends: "too_many_friends",
+  Busy: "busy",
+  Unavailable: "unavailable",
+  /** TCP only (the auth frame was refused); on the WebSocket a refused token is an HTTP 401. */
+  Unauthorized: "unauthorized",
+  /** TCP only, like `unauthorized`. */
+  TokenExpired: "token_expired",
+  Internal: "internal"
 };
+var retryableChatErrorCodes = /* @__PURE__ */ new Set([
+  ChatErrorCode.Busy,
+  ChatErrorCode.RateLimited,
+  ChatErrorCode.Unavailable
+]);
 
 // src/errors.ts
 var RsoError = class extends Error {
@@ -188,6 +162,388 @@ var ProtocolError = class extends RsoError {
   name = "ProtocolError";
   constructor(message, options) {
     super("protocol_error", message, options);
+  }
+};
+
+// src/host.ts
+var OPEN = 1;
+var host = globalThis;
+var setTimer = (fn, ms) => host.setTimeout(fn, ms);
+var clearTimer = (handle) => host.clearTimeout(handle);
+var microtask = (fn) => host.queueMicrotask(fn);
+var makeURL = (url) => new host.URL(url);
+var globalWebSocket = () => host.WebSocket;
+var encoder = new host.TextEncoder();
+var utf8Length = (s) => encoder.encode(s).length;
+var alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+function randomString(n) {
+  const bytes = new Uint8Array(n);
+  if (host.crypto !== void 0) host.crypto.getRandomValues(bytes);
+  else for (let i = 0; i < n; i++) bytes[i] = Math.floor(Math.random() * 256);
+  let s = "";
+  for (const b of bytes) s += alphabet[b % alphabet.length];
+  return s;
+}
+
+// src/connection.ts
+var defaultBackoff = { baseMs: 250, factor: 2, maxMs: 15e3 };
+var defaultTiming = {
+  pingIntervalMs: 2e4,
+  pongTimeoutMs: 1e4,
+  connectTimeoutMs: 1e4,
+  stableAfterMs: 1e4,
+  abuseDelayMs: 5e3
+};
+function backoffDelay(attempt, random, o = defaultBackoff) {
+  const ceiling = Math.min(o.maxMs, o.baseMs * o.factor ** attempt);
+  return Math.floor(random() * ceiling);
+}
+var Credentials = class {
+  constructor(token, getToken) {
+    this.getToken = getToken;
+    this.token = token;
+  }
+  getToken;
+  token;
+  worked = false;
+  fresh = false;
+  set(token) {
+    this.token = token;
+    this.worked = false;
+    this.fresh = false;
+  }
+};
+var Connection = class {
+  #c;
+  #state = { kind: "idle" };
+  #status = "idle";
+  #everConnected = false;
+  #attempt = 0;
+  #hello;
+  constructor(config) {
+    this.#c = config;
+  }
+  get status() {
+    return this.#status;
+  }
+  /** The hello of the current or last connection. */
+  get hello() {
+    return this.#hello;
+  }
+  /** The current connection got its hello: frames written now go out. */
+  get ready() {
+    return this.#state.kind === "connected";
+  }
+  get kind() {
+    return this.#state.kind;
+  }
+  /** Why the connection stopped, while it is stopped; a `closed` error after close(). */
+  get stoppedError() {
+    const s = this.#state;
+    if (s.kind === "stopped") return s.error;
+    if (s.kind === "closed") return new RsoError(ClientErrorCode.Closed, "the client was closed");
+    return void 0;
+  }
+  /** Starts connecting; after a stop starts again. */
+  connect() {
+    switch (this.#state.kind) {
+      case "closed":
+        throw new RsoError(ClientErrorCode.Closed, "the client was closed; create a new one");
+      case "idle":
+      case "stopped":
+        this.#attempt = 0;
+        this.#everConnected = false;
+        this.#open();
+    }
+  }
+  /** Closes the socket with `code`, for good. */
+  close(code = CloseCode.Normal) {
+    if (this.#state.kind === "closed") return;
+    this.#leave(code);
+    this.#state = { kind: "closed" };
+    this.#setStatus("closed", void 0);
+  }
+  /** A jittered delay for the `attempt`-th retry of a request (at most 5 s). */
+  retryDelay(attempt) {
+    return backoffDelay(attempt, this.#c.random, { ...this.#c.backoff, maxMs: 5e3 });
+  }
+  /** Queues a frame for the current connection; the frames of one tick go out as one message (§1.1). */
+  write(frame) {
+    const conn = this.#state.kind === "connected" ? this.#state.conn : void 0;
+    if (conn === void 0) return;
+    conn.outbox.push(frame);
+    if (conn.outbox.length === 1) microtask(() => this.#flushOutbox(conn));
+  }
+  // ---- the state machine ----
+  #open() {
+    const Ctor = this.#c.WebSocket ?? globalWebSocket();
+    if (Ctor === void 0) {
+      return this.#stop(new RsoError(ClientErrorCode.NoWebSocket, 'no WebSocket: pass options.WebSocket (in Node: import { WebSocket } from "ws")'));
+    }
+    let ws;
+    try {
+      ws = new Ctor(this.#c.socketURL());
+    } catch (err) {
+      return this.#stop(new ConnectionError(ClientErrorCode.BadUrl, `cannot open ${this.#c.name}`, { cause: err }));
+    }
+    const conn = { ws, opened: false, hello: void 0, lastError: void 0, timers: /* @__PURE__ */ new Set(), pongTimer: void 0, outbox: [] };
+    this.#state = { kind: "connecting", conn };
+    const live = () => this.#conn() === conn;
+    ws.onopen = () => {
+      if (live()) conn.opened = true;
+    };
+    ws.onerror = (ev) => {
+      if (live()) conn.lastError = ev;
+    };
+    ws.onclose = (ev) => {
+      if (live()) this.#lost(conn, this.#afterClose(conn, ev), ConnectionError.fromClose(ev.code, ev.reason));
+    };
+    ws.onmessage = (ev) => {
+      if (live()) this.#receive(conn, ev.data);
+    };
+    const timeout = this.#c.timing.connectTimeoutMs;
+    this.#after(conn, timeout, () => {
+      this.#drop(conn, new ConnectionError(ClientErrorCode.Timeout, `no hello from the server within ${timeout} ms`));
+    });
+    this.#setStatus(this.#everConnected || this.#attempt > 0 ? "reconnecting" : "connecting", void 0);
+  }
+  #onHello(conn, hello) {
+    conn.hello = hello;
+    this.#hello = hello;
+    this.#state = { kind: "connected", conn };
+    this.#everConnected = true;
+    this.#c.credentials.worked = true;
+    this.#c.credentials.fresh = false;
+    for (const t of conn.timers) clearTimer(t);
+    conn.timers.clear();
+    this.#after(conn, this.#c.timing.stableAfterMs, () => {
+      this.#attempt = 0;
+    });
+    this.#schedulePing(conn);
+    this.#setStatus("connected", void 0);
+    this.#c.onHello(hello);
+  }
+  /** The socket closed: decide from the close code (§1.9) whether to stop or when to retry. */
+  #afterClose(conn, ev) {
+    if (!conn.opened) return this.#afterRefusal(conn);
+    const action = closeAction(ev.code);
+    switch (action) {
+      case "stop":
+        return { kind: "stop", error: ConnectionError.fromClose(ev.code, ev.reason) };
+      case "new-token":
+        if (this.#c.credentials.getToken === void 0) return { kind: "stop", error: ConnectionError.fromClose(ev.code, ev.reason) };
+        return { kind: "retry", delayMs: 0, newToken: true };
+      case "reconnect-soon":
+        return { kind: "retry", delayMs: backoffDelay(0, this.#c.random, this.#c.backoff), newToken: false };
+      case "reconnect-late":
+        return { kind: "retry", delayMs: this.#c.timing.abuseDelayMs + this.#nextBackoff(), newToken: false };
+      case "reconnect":
+        return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
+    }
+  }
+  /**
+   * The socket never opened. Node's `ws` says why ("Unexpected server response: 401", "connect
+   * ECONNREFUSED"); browsers do not, and §1.1 says to treat a failed first connect after a token change as
+   * a refused token.
+   */
+  #afterRefusal(conn) {
+    const cred = this.#c.credentials;
+    const message = conn.lastError?.message;
+    const known = typeof message === "string" && message !== "";
+    const refused = known ? /\b401\b/.test(message) : cred.token !== void 0 && !cred.worked;
+    if (!refused) return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
+    const error = new ConnectionError(
+      ErrorCode.Unauthorized,
+      known ? `the server refused the token: ${message}` : "could not connect, and the token was never accepted: it may be refused",
+      { closeCode: CloseCode.Abnormal, cause: conn.lastError?.error }
+    );
+    if (cred.getToken === void 0 || known && cred.fresh) return { kind: "stop", error };
+    return { kind: "retry", delayMs: known ? 0 : this.#nextBackoff(), newToken: true };
+  }
+  #nextBackoff() {
+    return backoffDelay(this.#attempt++, this.#c.random, this.#c.backoff);
+  }
+  /** Ends `conn` (already closed, or dropped by us) and goes on as `next` says. */
+  #lost(conn, next, reason) {
+    const wasConnected = conn.hello !== void 0;
+    this.#leave();
+    if (wasConnected) this.#c.onDisconnected();
+    if (next.kind === "stop") return this.#stop(next.error);
+    const timer = setTimer(() => {
+      if (this.#state.kind === "waiting" && this.#state.timer === timer) void this.#retry(next.newToken);
+    }, next.delayMs);
+    this.#state = { kind: "waiting", timer };
+    this.#setStatus("reconnecting", reason);
+  }
+  async #retry(newToken) {
+    const cred = this.#c.credentials;
+    if (newToken && cred.getToken !== void 0) {
+      const waiting = this.#state;
+      let token;
+      try {
+        token = await cred.getToken();
+        if (typeof token !== "string" || token === "") throw new TypeError("getToken returned no token");
+      } catch (err) {
+        if (this.#state === waiting) this.#stop(new RsoError(ClientErrorCode.TokenRefreshFailed, "getToken failed", { cause: err }));
+        return;
+      }
+      if (this.#state !== waiting) return;
+      cred.set(token);
+      cred.fresh = true;
+    }
+    this.#open();
+  }
+  /** Drops a live connection ourselves (no pong, protocol error) and reconnects with backoff. */
+  #drop(conn, reason) {
+    if (this.#conn() !== conn) return;
+    const error = reason instanceof ConnectionError ? reason : new ConnectionError(reason.code, reason.message, { cause: reason });
+    if (!(reason instanceof ConnectionError)) this.#c.onError(reason);
+    this.#lost(conn, { kind: "retry", delayMs: this.#nextBackoff(), newToken: false }, error);
+  }
+  #stop(error) {
+    this.#leave();
+    this.#state = { kind: "stopped", error };
+    const reason = error instanceof ConnectionError ? error : void 0;
+    this.#setStatus("closed", reason);
+    this.#c.onError(error);
+    this.#c.onStopped(error);
+  }
+  /** Leaves the current state: closes its socket (silencing it) and clears its timers. */
+  #leave(code = clientDropCloseCode) {
+    const state = this.#state;
+    if (state.kind === "waiting") clearTimer(state.timer);
+    if (state.kind !== "connecting" && state.kind !== "connected") return;
+    const { conn } = state;
+    for (const t of conn.timers) clearTimer(t);
+    conn.timers.clear();
+    clearTimer(conn.pongTimer);
+    const ignore = () => {
+    };
+    conn.ws.onopen = conn.ws.onmessage = conn.ws.onclose = conn.ws.onerror = ignore;
+    try {
+      conn.ws.close(code);
+    } catch {
+    }
+    this.#state = { kind: "idle" };
+  }
+  #conn() {
+    const s = this.#state;
+    return s.kind === "connecting" || s.kind === "connected" ? s.conn : void 0;
+  }
+  #setStatus(status, reason) {
+    if (status === this.#status) return;
+    this.#status = status;
+    this.#c.onStatus(status, reason);
+  }
+  #after(conn, ms, fn) {
+    const timer = setTimer(() => {
+      conn.timers.delete(timer);
+      if (this.#conn() === conn) fn();
+    }, ms);
+    conn.timers.add(timer);
+  }
+  #schedulePing(conn) {
+    this.#after(conn, this.#c.timing.pingIntervalMs, () => {
+      this.write(`{"op":"ping","id":${JSON.stringify(this.#c.nextId())}}`);
+      conn.pongTimer = setTimer(() => {
+        if (this.#conn() !== conn) return;
+        const error = new ConnectionError(ClientErrorCode.Timeout, `no pong within ${this.#c.timing.pongTimeoutMs} ms`);
+        this.#drop(conn, error);
+      }, this.#c.timing.pongTimeoutMs);
+    });
+  }
+  // ---- frames ----
+  #receive(conn, data) {
+    if (typeof data !== "string") {
+      return this.#drop(conn, new ProtocolError(`server sent a binary message; ${this.#c.name} uses text messages only`));
+    }
+    let frames;
+    try {
+      frames = this.#c.parse(data);
+    } catch (err) {
+      return this.#drop(conn, err instanceof RsoError ? err : new ProtocolError("unreadable message", { cause: err }));
+    }
+    for (const frame of frames) {
+      if (this.#conn() !== conn) return;
+      this.#route(conn, frame);
+    }
+  }
+  #route(conn, frame) {
+    if (conn.hello === void 0) {
+      const hello = this.#c.asHello(frame);
+      if (hello !== void 0) return this.#onHello(conn, hello);
+      if (this.#c.beforeHello?.(frame) === true) return;
+      return this.#drop(conn, new ProtocolError(`server sent "${frame.op}" before hello`));
+    }
+    switch (frame.op) {
+      case "hello":
+        return;
+      // only one is sent; a repeat carries nothing new
+      case "pong":
+        clearTimer(conn.pongTimer);
+        conn.pongTimer = void 0;
+        return this.#schedulePing(conn);
+      default:
+        return this.#c.onFrame(frame);
+    }
+  }
+  #flushOutbox(conn) {
+    if (this.#conn() !== conn || conn.ws.readyState !== OPEN) return;
+    const budget = 4 * (conn.hello === void 0 ? 65536 : this.#c.maxFrameBytes(conn.hello));
+    let batch = [];
+    let bytes = 0;
+    const out = [];
+    for (const frame of conn.outbox) {
+      const size = utf8Length(frame) + 1;
+      if (batch.length > 0 && bytes + size > budget) {
+        out.push(batch.join("\n"));
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(frame);
+      bytes += size;
+    }
+    if (batch.length > 0) out.push(batch.join("\n"));
+    conn.outbox = [];
+    try {
+      for (const message of out) conn.ws.send(message);
+    } catch (err) {
+      this.#drop(conn, new ConnectionError("connection_lost", "could not write to the socket", { cause: err }));
+    }
+  }
+};
+
+// src/emitter.ts
+var EventSource = class {
+  #listeners = {};
+  /** Calls `listener` on every `event` until the returned function is called. */
+  on(event, listener) {
+    const set = this.#listeners[event] ??= /* @__PURE__ */ new Set();
+    const entry = (...args) => listener(...args);
+    set.add(entry);
+    return () => {
+      set.delete(entry);
+    };
+  }
+  has(event) {
+    return (this.#listeners[event]?.size ?? 0) > 0;
+  }
+  /**
+   * Calls the listeners in the order they subscribed. A listener that throws stops neither the others nor
+   * the SDK's bookkeeping: its error is rethrown on a microtask (uncaught in Node, logged by browsers).
+   */
+  emit(event, ...args) {
+    const set = this.#listeners[event];
+    if (set === void 0) return;
+    for (const listener of [...set]) {
+      try {
+        listener(...args);
+      } catch (err) {
+        microtask(() => {
+          throw err;
+        });
+      }
+    }
   }
 };
 
@@ -364,8 +720,784 @@ function updateFrame(id, obj, persistent, items, epoch = "") {
 function sendFrame(id, obj, persistent, handler, args) {
   return `${head("send", obj, persistent)},"id":${JSON.stringify(id)},"handler":${JSON.stringify(handler)},"args":${args}}`;
 }
-function pingFrame(id) {
-  return `{"op":"ping","id":${JSON.stringify(id)}}`;
+
+// src/relayframes.ts
+var defaultRelayLimits = {
+  duplicateWindowMs: 6e5,
+  framesPerSecond: 50,
+  friendsOnly: false,
+  historyLimit: 50,
+  maxFrameBytes: 65536,
+  maxHistoryLimit: 200,
+  maxMessageBytes: 16384,
+  messagesPerSecond: 20,
+  presenceGraceMs: 5e3,
+  syncMaxMessages: 500
+};
+function parseRelayMessage(message) {
+  const frames = [];
+  for (const piece of message.split("\n")) {
+    if (piece === "" || piece === "\r") continue;
+    const frame = parseRelayFrame(piece);
+    if (frame !== void 0) frames.push(frame);
+  }
+  return frames;
+}
+function parseRelayFrame(text) {
+  let root;
+  try {
+    root = JSON.parse(text);
+  } catch (err) {
+    throw new ProtocolError(`server sent a frame that is not JSON: ${text.slice(0, 200)}`, { cause: err });
+  }
+  if (!isObject(root)) throw new ProtocolError(`server sent a frame that is not a JSON object: ${text.slice(0, 200)}`);
+  const op = root["op"];
+  if (typeof op !== "string") throw new ProtocolError(`server sent a frame without "op": ${text.slice(0, 200)}`);
+  const f = new RelayFields(op, root);
+  switch (op) {
+    case "hello":
+      return { op, session: f.str("session"), user: f.str("user"), device: f.optStr("device") ?? "", limits: f.limits() };
+    case "sent":
+      return { op, id: f.str("id"), to: f.str("to"), seq: f.seq("seq"), ts: f.number("ts"), duplicate: f.bool("duplicate") };
+    case "ok":
+      return { op, id: f.optStr("id") };
+    case "sync":
+      return { op, id: f.optStr("id"), convs: f.objects("convs").map((c) => f.conversation(c)) };
+    case "history":
+      return { op, id: f.optStr("id"), peer: f.optStr("peer"), last: f.seq("last"), messages: f.messages(f.o), more: f.bool("more") };
+    case "friends": {
+      const notModified = f.bool("not_modified");
+      const presence = f.o["presence"] === void 0 ? [] : f.objects("presence").map((p) => f.presenceItem(p));
+      const lists = notModified ? void 0 : { friends: f.strings("friends"), incoming: f.strings("incoming"), outgoing: f.strings("outgoing"), blocked: f.strings("blocked") };
+      return { op, id: f.optStr("id"), hash: f.str("hash"), lists, notModified, presence };
+    }
+    case "message":
+      return { op, ...f.message(f.o) };
+    case "receipt": {
+      const kind = f.str("kind");
+      if (kind !== "delivered" && kind !== "read") return f.fail("kind", `"delivered" or "read"`);
+      return { op, peer: f.str("peer"), by: f.str("by"), kind, seq: f.seq("seq") };
+    }
+    case "presence":
+      return { op, ...f.presenceItem(f.o) };
+    case "signal":
+      return { op, from: f.str("from"), device: f.optStr("device"), data: f.o["data"] };
+    case "resync":
+      return { op };
+    case "error":
+      return { op, code: f.str("code"), message: f.optStr("message") ?? "", id: f.optStr("id") };
+    case "pong":
+      return { op, id: f.optStr("id") };
+    default:
+      return void 0;
+  }
+}
+var RelayFields = class extends Fields {
+  /** A whole number ≥ 0 (sequences, marks); absent is 0 where `optional`. */
+  seq(field, o = this.o, optional = false) {
+    const v = o[field];
+    if (v === void 0 && optional) return 0;
+    return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : this.fail(field, "a whole number");
+  }
+  objects(field) {
+    const v = this.o[field];
+    if (v === void 0) return [];
+    if (!Array.isArray(v) || !v.every(isObject)) return this.fail(field, "an array of objects");
+    return v;
+  }
+  strings(field) {
+    const v = this.o[field];
+    if (v === void 0 || v === null) return [];
+    if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) return this.fail(field, "an array of strings");
+    return [...v];
+  }
+  message(o) {
+    const str = (field) => {
+      const v = o[field];
+      return typeof v === "string" ? v : this.fail(field, "a string");
+    };
+    const cid = o["cid"];
+    return {
+      seq: this.seq("seq", o),
+      from: str("from"),
+      to: str("to"),
+      cid: typeof cid === "string" ? cid : "",
+      ts: this.number("ts", o),
+      body: o["body"]
+    };
+  }
+  messages(o) {
+    const v = o["messages"];
+    if (v === void 0 || v === null) return [];
+    if (!Array.isArray(v) || !v.every(isObject)) return this.fail("messages", "an array of objects");
+    return v.map((m) => this.message(m));
+  }
+  conversation(c) {
+    const peer = c["peer"];
+    if (typeof peer !== "string") return this.fail("convs.peer", "a string");
+    return {
+      peer,
+      last: this.seq("last", c, true),
+      delivered: this.seq("delivered", c, true),
+      read: this.seq("read", c, true),
+      peerDelivered: this.seq("peer_delivered", c, true),
+      peerRead: this.seq("peer_read", c, true),
+      messages: this.messages(c),
+      more: c["more"] === true
+    };
+  }
+  presenceItem(p) {
+    const user = p["user"];
+    const status = p["status"];
+    if (typeof user !== "string") return this.fail("user", "a string");
+    if (status !== "online" && status !== "away" && status !== "offline") return this.fail("status", `"online", "away" or "offline"`);
+    return { user, status, rev: this.seq("rev", p, true) };
+  }
+  limits() {
+    const l = this.o["limits"];
+    if (!isObject(l)) return this.fail("limits", "an object");
+    const n = (field, def) => {
+      const v = l[field];
+      if (v === void 0) return def;
+      return typeof v === "number" && Number.isFinite(v) ? v : this.fail(`limits.${field}`, "a number");
+    };
+    const d = defaultRelayLimits;
+    return {
+      duplicateWindowMs: n("duplicate_window_ms", d.duplicateWindowMs),
+      framesPerSecond: n("frames_per_second", d.framesPerSecond),
+      friendsOnly: l["friends_only"] === true,
+      historyLimit: n("history_limit", d.historyLimit),
+      maxFrameBytes: n("max_frame_bytes", d.maxFrameBytes),
+      maxHistoryLimit: n("max_history_limit", d.maxHistoryLimit),
+      maxMessageBytes: n("max_message_bytes", d.maxMessageBytes),
+      messagesPerSecond: n("messages_per_second", d.messagesPerSecond),
+      presenceGraceMs: n("presence_grace_ms", d.presenceGraceMs),
+      syncMaxMessages: n("sync_max_messages", d.syncMaxMessages)
+    };
+  }
+};
+var q = JSON.stringify;
+function chatSendFrame(id, to, body) {
+  return `{"op":"send","id":${q(id)},"to":${q(to)},"body":${body}}`;
+}
+function receiptFrame(id, peer, kind, seq) {
+  return `{"op":"receipt","id":${q(id)},"peer":${q(peer)},"kind":"${kind}","seq":${seq}}`;
+}
+function chatSyncFrame(id, after, limit) {
+  let s = `{"op":"sync","id":${q(id)}`;
+  if (after !== void 0 && Object.keys(after).length > 0) s += `,"after":${q(after)}`;
+  if (limit !== void 0) s += `,"limit":${limit}`;
+  return s + "}";
+}
+function historyFrame(id, peer, before, limit) {
+  let s = `{"op":"history","id":${q(id)},"peer":${q(peer)}`;
+  if (before !== void 0) s += `,"before":${before}`;
+  if (limit !== void 0) s += `,"limit":${limit}`;
+  return s + "}";
+}
+function friendsFrame(id, hash) {
+  return hash === void 0 ? `{"op":"friends","id":${q(id)}}` : `{"op":"friends","id":${q(id)},"hash":${q(hash)}}`;
+}
+function friendFrame(id, action, user) {
+  return `{"op":"friend","id":${q(id)},"action":"${action}","user":${q(user)}}`;
+}
+function presenceFrame(id, status) {
+  return `{"op":"presence","id":${q(id)},"status":"${status}"}`;
+}
+function signalFrame(id, to, data, device) {
+  const d = device === void 0 ? "" : `,"device":${q(device)}`;
+  return `{"op":"signal","id":${q(id)},"to":${q(to)}${d},"data":${data}}`;
+}
+
+// src/relay.ts
+var answerError = (want, got) => new ProtocolError(`server answered a request with "${got.op}", expected "${want}"`);
+var Relay = class {
+  chat;
+  presence;
+  friends;
+  #cfg;
+  #conn;
+  #chatEvents = new EventSource();
+  #presenceEvents = new EventSource();
+  #friendsEvents = new EventSource();
+  #autoDelivered;
+  #gapWaitMs;
+  #reqs = /* @__PURE__ */ new Map();
+  #convs = /* @__PURE__ */ new Map();
+  #presence = /* @__PURE__ */ new Map();
+  /** Connection generation: one per hello. */
+  #gen = 0;
+  /** The login sync of the current connection was answered: durable requests go out. */
+  #loggedIn = false;
+  /** A sync was answered once: conversations have their baselines. */
+  #synced = false;
+  /** Live messages that arrived before the login sync's answer. */
+  #held = [];
+  #friends;
+  #away;
+  #closed;
+  #receiptsQueued = false;
+  #dirty = /* @__PURE__ */ new Set();
+  constructor(cfg) {
+    this.#cfg = cfg;
+    this.#autoDelivered = cfg.options.autoDelivered !== false;
+    this.#gapWaitMs = cfg.options.gapWaitMs ?? 250;
+    this.#conn = new Connection({
+      name: "/relay",
+      WebSocket: cfg.WebSocket,
+      credentials: cfg.credentials,
+      backoff: cfg.backoff,
+      timing: cfg.timing,
+      random: cfg.random,
+      socketURL: cfg.socketURL,
+      parse: parseRelayMessage,
+      asHello: (f) => f.op === "hello" ? f : void 0,
+      beforeHello: (f) => {
+        if (f.op !== "error") return false;
+        this.#chatEvents.emit("error", new ServerError(f.code, f.message, { id: f.id }));
+        return true;
+      },
+      maxFrameBytes: (h) => h.limits.maxFrameBytes,
+      nextId: cfg.nextId,
+      onHello: () => this.#onHello(),
+      onFrame: (f) => this.#onFrame(f),
+      onDisconnected: () => this.#onDisconnected(),
+      onStopped: (error) => this.#failAll(error),
+      onStatus: (status, reason) => this.#chatEvents.emit("status", status, reason),
+      onError: (error) => this.#chatEvents.emit("error", error)
+    });
+    this.chat = this.#makeChat();
+    this.presence = this.#makePresence();
+    this.friends = this.#makeFriends();
+  }
+  get user() {
+    return this.#conn.hello?.user;
+  }
+  /** client.connect(): starts the relay again if it was in use and stopped. */
+  restartIfStopped() {
+    if (this.#conn.kind === "stopped") this.#conn.connect();
+  }
+  close(error) {
+    if (this.#closed !== void 0) return;
+    this.#closed = error;
+    this.#conn.close();
+    this.#failAll(error);
+    for (const c of this.#convs.values()) clearTimer(c.gapTimer);
+  }
+  // ---- the public faces ----
+  #makeChat() {
+    const r = this;
+    return {
+      get status() {
+        return r.#conn.status;
+      },
+      get user() {
+        return r.#conn.hello?.user;
+      },
+      get device() {
+        return r.#conn.hello?.device;
+      },
+      get limits() {
+        return r.#conn.hello?.limits;
+      },
+      send: (to, body) => this.#send(to, body),
+      history: (peer, options = {}) => this.#history(peer, options),
+      markDelivered: (peer, seq) => this.#mark(peer, "delivered", seq),
+      markRead: (peer, seq) => this.#mark(peer, "read", seq),
+      conversations: () => {
+        this.#use();
+        return [...this.#convs.values()].map(snapshot);
+      },
+      conversation: (peer) => {
+        this.#use();
+        const c = this.#convs.get(peer);
+        return c === void 0 ? void 0 : snapshot(c);
+      },
+      signal: (to, data, options = {}) => {
+        const json = serialize(data, "signal data");
+        if (typeof json !== "string") return Promise.reject(json);
+        return this.#request((id) => signalFrame(id, to, json, options.device), { durable: true, to: void 0 }, (f) => {
+          if (f.op !== "ok") throw answerError("ok", f);
+        });
+      },
+      connect: () => {
+        if (this.#closed !== void 0) throw new RsoError(ClientErrorCode.Closed, "the client was closed; create a new one");
+        this.#conn.connect();
+      },
+      on: (event, listener) => {
+        const off = this.#chatEvents.on(event, listener);
+        this.#use();
+        return off;
+      }
+    };
+  }
+  #makePresence() {
+    return {
+      status: (user) => {
+        this.#use();
+        if (user === this.#conn.hello?.user) return this.#conn.ready ? this.#away === true ? "away" : "online" : "offline";
+        return this.#presence.get(user)?.status ?? "offline";
+      },
+      all: () => {
+        this.#use();
+        const out = {};
+        const users = this.#friends?.friends ?? [...this.#presence.keys()];
+        for (const u of users) out[u] = this.#presence.get(u)?.status ?? "offline";
+        return out;
+      },
+      setAway: (away) => {
+        this.#away = away;
+        return this.#request((id) => presenceFrame(id, away ? "away" : "online"), { durable: true, to: void 0 }, (f) => {
+          if (f.op !== "ok") throw answerError("ok", f);
+        });
+      },
+      on: (event, listener) => {
+        const off = this.#presenceEvents.on(event, listener);
+        this.#use();
+        return off;
+      }
+    };
+  }
+  #makeFriends() {
+    const r = this;
+    const act = (action) => (user) => this.#request((id) => friendFrame(id, action, user), { durable: true, to: void 0 }, (f) => {
+      if (f.op !== "friends") throw answerError("friends", f);
+      return this.#onFriends(f, true);
+    });
+    return {
+      get current() {
+        r.#use();
+        return r.#friends === void 0 ? void 0 : copyList(r.#friends);
+      },
+      list: () => this.#request((id) => friendsFrame(id, this.#friends?.hash), { durable: true, to: void 0 }, (f) => {
+        if (f.op !== "friends") throw answerError("friends", f);
+        return this.#onFriends(f, false);
+      }),
+      request: act("request"),
+      accept: act("accept"),
+      remove: act("remove"),
+      block: act("block"),
+      unblock: act("unblock"),
+      on: (event, listener) => {
+        const off = this.#friendsEvents.on(event, listener);
+        this.#use();
+        return off;
+      }
+    };
+  }
+  // ---- requests ----
+  /** Opens the socket on first use; the error that keeps it closed, if any. */
+  #use() {
+    if (this.#closed !== void 0) return this.#closed;
+    const kind = this.#conn.kind;
+    if (kind === "idle") this.#conn.connect();
+    return kind === "stopped" ? this.#conn.stoppedError : void 0;
+  }
+  /**
+   * Sends `frame(id)` and resolves with `answer(frame)` of the server's answer (which throws for a wrong
+   * one). Durable requests wait for the login sequence and survive reconnects; the others are written at
+   * once, on a connection that is up, and fail when it ends.
+   */
+  #request(frame, opts, answer) {
+    const blocked = this.#use();
+    if (blocked !== void 0) return Promise.reject(blocked);
+    return new Promise((resolve, reject) => {
+      const id = opts.id ?? this.#cfg.nextId();
+      const req = {
+        id,
+        frame: frame(id),
+        durable: opts.durable,
+        gen: -1,
+        attempt: 0,
+        timer: void 0,
+        to: opts.to,
+        answer: (f) => resolve(answer(f)),
+        fail: reject
+      };
+      this.#reqs.set(id, req);
+      this.#transmit(req);
+    });
+  }
+  #transmit(req) {
+    if (!this.#conn.ready || req.durable && !this.#loggedIn) {
+      if (!req.durable) this.#settle(req, new ConnectionError("connection_lost", "the relay connection is not up"));
+      return;
+    }
+    req.gen = this.#gen;
+    this.#conn.write(req.frame);
+  }
+  /** Ends a request: answered by `frame`, or failed with an error. */
+  #settle(req, outcome) {
+    if (this.#reqs.get(req.id) !== req) return;
+    this.#reqs.delete(req.id);
+    clearTimer(req.timer);
+    if (outcome instanceof RsoError) return req.fail(outcome);
+    try {
+      req.answer(outcome);
+    } catch (err) {
+      req.fail(err instanceof RsoError ? err : new ProtocolError("unreadable answer", { cause: err }));
+    }
+  }
+  #send(to, body) {
+    if (typeof to !== "string" || to === "") return Promise.reject(new RsoError(ClientErrorCode.InvalidValue, "chat.send needs a recipient"));
+    const json = serialize(body, "message body");
+    if (typeof json !== "string") return Promise.reject(json);
+    const id = "m-" + randomString(14);
+    return this.#request((id2) => chatSendFrame(id2, to, json), { durable: true, to, id }, (f) => {
+      if (f.op !== "sent") throw answerError("sent", f);
+      const me = this.#conn.hello?.user ?? "";
+      this.#ingest({ seq: f.seq, from: me, to: f.to, cid: f.id, ts: f.ts, body: JSON.parse(json) });
+      return { id: f.id, to: f.to, seq: f.seq, ts: f.ts };
+    });
+  }
+  #history(peer, options) {
+    return this.#request((id) => historyFrame(id, peer, options.before, options.limit), { durable: true, to: void 0 }, (f) => {
+      if (f.op !== "history") throw answerError("history", f);
+      const me = this.#conn.hello?.user ?? "";
+      const conv = this.#convs.get(peer);
+      if (conv !== void 0 && f.last > conv.last) {
+        conv.last = f.last;
+        this.#touch(conv);
+      }
+      if (this.#synced && conv !== void 0) for (const m of f.messages) this.#ingest(m);
+      return { messages: f.messages.map((m) => toChat(m, me)), more: f.more, last: f.last };
+    });
+  }
+  #mark(peer, kind, seq) {
+    return this.#request((id) => receiptFrame(id, peer, kind, seq), { durable: true, to: void 0 }, (f) => {
+      if (f.op !== "ok") throw answerError("ok", f);
+      this.#ownMark(peer, kind, seq);
+    });
+  }
+  // ---- the connection ----
+  #onHello() {
+    this.#gen++;
+    this.#loggedIn = false;
+    for (const p of this.#presence.values()) p.rev = -1;
+    this.#login(true);
+  }
+  /** The login sequence of §3.1: friends (with the cached hash), sync, then receipts and re-sends. */
+  #login(afterHello) {
+    const gen = this.#gen;
+    void this.#request((id) => friendsFrame(id, this.#friends?.hash), { durable: false, to: void 0 }, (f) => {
+      if (f.op !== "friends") throw answerError("friends", f);
+      this.#onFriends(f, false);
+    }).catch((e) => this.#internalError(e));
+    if (afterHello && this.#away !== void 0 && ![...this.#reqs.values()].some((r) => r.frame.startsWith(`{"op":"presence"`))) {
+      const status = this.#away ? "away" : "online";
+      void this.#request((id) => presenceFrame(id, status), { durable: false, to: void 0 }, () => void 0).catch((e) => this.#internalError(e));
+    }
+    const done = () => {
+      if (gen !== this.#gen || this.#loggedIn || !this.#conn.ready) return;
+      this.#loggedIn = true;
+      const held = this.#held;
+      this.#held = [];
+      for (const m of held) this.#ingest(m);
+      for (const req of [...this.#reqs.values()]) {
+        if (req.durable && req.gen !== gen && req.timer === void 0) this.#transmit(req);
+      }
+      this.#queueReceipts();
+    };
+    this.#sync(afterHello ? done : void 0, afterHello ? done : void 0);
+  }
+  /** Sends a sync (with `after` for every conversation with a baseline); `then` runs after its answer. */
+  #sync(then, onFailure = void 0) {
+    const gen = this.#gen;
+    const after = this.#after();
+    void this.#request((id) => chatSyncFrame(id, after), { durable: false, to: void 0 }, (f) => {
+      if (f.op !== "sync") throw answerError("sync", f);
+      this.#onSync(f);
+      then?.();
+    }).catch((e) => {
+      if (gen === this.#gen) onFailure?.();
+      this.#internalError(e);
+    });
+  }
+  #after() {
+    if (!this.#synced) return void 0;
+    const after = {};
+    let bytes = 0;
+    for (const c of this.#convs.values()) {
+      after[c.peer] = c.have;
+      bytes += c.peer.length + 16;
+    }
+    const limit = (this.#conn.hello?.limits.maxFrameBytes ?? 65536) / 2;
+    return bytes > limit ? void 0 : after;
+  }
+  #onDisconnected() {
+    this.#loggedIn = false;
+    this.#held = [];
+    const lost = new ConnectionError("connection_lost", "the relay connection was lost");
+    for (const req of [...this.#reqs.values()]) {
+      if (req.durable) req.gen = -1;
+      else this.#settle(req, lost);
+    }
+    for (const c of this.#convs.values()) {
+      clearTimer(c.gapTimer);
+      c.gapTimer = void 0;
+      c.filling = false;
+    }
+  }
+  #failAll(error) {
+    this.#loggedIn = false;
+    this.#held = [];
+    for (const req of [...this.#reqs.values()]) this.#settle(req, error);
+  }
+  #internalError(e) {
+    if (this.#closed !== void 0) return;
+    if (e instanceof ConnectionError) return;
+    if (e instanceof RsoError && this.#conn.ready) this.#chatEvents.emit("error", e);
+  }
+  #onFrame(f) {
+    switch (f.op) {
+      case "sent":
+      case "ok":
+      case "sync":
+      case "history":
+      case "friends": {
+        const req = f.id === void 0 ? void 0 : this.#reqs.get(f.id);
+        if (req !== void 0) return this.#settle(req, f);
+        if (f.op === "friends") this.#onFriends(f, false);
+        return;
+      }
+      case "error": {
+        const error = new ServerError(f.code, f.message, { id: f.id });
+        const req = f.id === void 0 ? void 0 : this.#reqs.get(f.id);
+        if (req === void 0) return this.#chatEvents.emit("error", error);
+        if (retryableChatErrorCodes.has(f.code)) return this.#retry(req);
+        return this.#settle(req, error);
+      }
+      case "message": {
+        const { op: _op, ...m } = f;
+        if (!this.#loggedIn) this.#held.push(m);
+        else this.#ingest(m);
+        return;
+      }
+      case "receipt":
+        return this.#onReceipt(f);
+      case "presence":
+        return this.#setPresence(f.user, f.status, f.rev);
+      case "signal":
+        return this.#chatEvents.emit("signal", { from: f.from, device: f.device, data: f.data });
+      case "resync":
+        return this.#login(false);
+      case "hello":
+      case "pong":
+        return;
+    }
+  }
+  /** Sends a refused request again after a jittered delay, with the same id. */
+  #retry(req) {
+    req.gen = -1;
+    const delay = this.#conn.retryDelay(req.attempt++);
+    req.timer = setTimer(() => {
+      req.timer = void 0;
+      if (this.#reqs.get(req.id) !== req) return;
+      if (!req.durable && !this.#conn.ready) return this.#settle(req, new ConnectionError("connection_lost", "the relay connection was lost"));
+      this.#transmit(req);
+    }, delay);
+  }
+  // ---- messages ----
+  #conv(peer, have) {
+    let c = this.#convs.get(peer);
+    if (c === void 0) {
+      c = {
+        peer,
+        last: have,
+        delivered: 0,
+        read: 0,
+        peerDelivered: 0,
+        peerRead: 0,
+        have,
+        buffer: /* @__PURE__ */ new Map(),
+        handed: have,
+        deliveredAsked: 0,
+        more: false,
+        gapTimer: void 0,
+        filling: false
+      };
+      this.#convs.set(peer, c);
+      this.#touch(c);
+    }
+    return c;
+  }
+  #onSync(f) {
+    let progress = false;
+    for (const w of f.convs) {
+      const first = w.messages[0]?.seq;
+      const c = this.#conv(w.peer, first === void 0 ? w.delivered : Math.min(w.delivered, first - 1));
+      const have = c.have;
+      c.more = w.more;
+      for (const m of w.messages) this.#ingest(m);
+      this.#marks(c, { last: w.last, delivered: w.delivered, read: w.read, peerDelivered: w.peerDelivered, peerRead: w.peerRead });
+      if (w.more && c.have > have) progress = true;
+    }
+    this.#synced = true;
+    if (progress) return this.#sync(void 0);
+    for (const c of this.#convs.values()) {
+      c.more = false;
+      this.#checkGap(c, 0);
+    }
+  }
+  /** Takes one stored message from anywhere (live, sync, history, a `sent` answer): hands it over once, in order. */
+  #ingest(m) {
+    const me = this.#conn.hello?.user;
+    const mine = m.from === me;
+    if (mine && m.cid !== "") {
+      const req = this.#reqs.get(m.cid);
+      if (req !== void 0 && req.to === m.to) {
+        this.#settle(req, { op: "sent", id: m.cid, to: m.to, seq: m.seq, ts: m.ts, duplicate: true });
+        return;
+      }
+    }
+    const message = toChat(m, me ?? "");
+    const c = this.#conv(message.peer, 0);
+    if (m.seq > c.last) {
+      c.last = m.seq;
+      this.#touch(c);
+    }
+    if (m.seq <= c.have || c.buffer.has(m.seq)) return;
+    c.buffer.set(m.seq, message);
+    this.#drain(c);
+  }
+  #drain(c) {
+    for (; ; ) {
+      const m = c.buffer.get(c.have + 1);
+      if (m === void 0) break;
+      c.buffer.delete(m.seq);
+      c.have = m.seq;
+      if (this.#chatEvents.has("message")) c.handed = m.seq;
+      this.#chatEvents.emit("message", m);
+    }
+    if (this.#autoDelivered && c.handed > Math.max(c.delivered, c.deliveredAsked)) this.#queueReceipts();
+    this.#checkGap(c, this.#gapWaitMs);
+  }
+  /** A gap (a message above one missing, or `last` beyond what was handed over) is filled from history. */
+  #checkGap(c, delayMs) {
+    if (!this.#synced || c.more || c.filling || c.gapTimer !== void 0) return;
+    if (c.buffer.size === 0 && c.have >= c.last) return;
+    c.gapTimer = setTimer(() => {
+      c.gapTimer = void 0;
+      this.#fillGap(c);
+    }, delayMs);
+  }
+  #fillGap(c) {
+    if (!this.#loggedIn || c.filling || c.more) return;
+    const low = c.have + 1;
+    const upper = c.buffer.size > 0 ? Math.min(...c.buffer.keys()) : c.last + 1;
+    if (upper <= low) return;
+    const max = this.#conn.hello?.limits.maxHistoryLimit ?? 200;
+    const before = Math.min(upper, low + max);
+    const have = c.have;
+    c.filling = true;
+    void this.#request((id) => historyFrame(id, c.peer, before, before - low), { durable: false, to: void 0 }, (f) => {
+      if (f.op !== "history") throw answerError("history", f);
+      c.filling = false;
+      if (f.last > c.last) c.last = f.last, this.#touch(c);
+      for (const m of f.messages) this.#ingest(m);
+      if (c.have > have) this.#checkGap(c, 0);
+    }).catch((e) => {
+      c.filling = false;
+      this.#internalError(e);
+    });
+  }
+  #queueReceipts() {
+    if (this.#receiptsQueued || !this.#autoDelivered) return;
+    this.#receiptsQueued = true;
+    microtask(() => {
+      this.#receiptsQueued = false;
+      if (!this.#loggedIn) return;
+      for (const c of this.#convs.values()) {
+        const seq = c.handed;
+        if (seq <= Math.max(c.delivered, c.deliveredAsked)) continue;
+        c.deliveredAsked = seq;
+        const gen = this.#gen;
+        void this.#request((id) => receiptFrame(id, c.peer, "delivered", seq), { durable: false, to: void 0 }, (f) => {
+          if (f.op !== "ok") throw answerError("ok", f);
+          this.#ownMark(c.peer, "delivered", seq);
+        }).catch((e) => {
+          if (gen === this.#gen && c.deliveredAsked === seq) c.deliveredAsked = c.delivered;
+          this.#internalError(e);
+        });
+      }
+    });
+  }
+  // ---- receipts and conversations ----
+  #ownMark(peer, kind, seq) {
+    const c = this.#convs.get(peer);
+    if (c === void 0) return;
+    this.#marks(c, kind === "read" ? { read: seq, delivered: seq } : { delivered: seq });
+  }
+  #onReceipt(f) {
+    const me = this.#conn.hello?.user;
+    const c = this.#synced ? this.#conv(f.peer, 0) : this.#convs.get(f.peer);
+    if (c !== void 0) {
+      const read = f.kind === "read";
+      if (f.by === me) this.#marks(c, read ? { read: f.seq, delivered: f.seq } : { delivered: f.seq });
+      else this.#marks(c, read ? { peerRead: f.seq, peerDelivered: f.seq } : { peerDelivered: f.seq });
+      this.#checkGap(c, this.#gapWaitMs);
+    }
+    this.#chatEvents.emit("receipt", { peer: f.peer, by: f.by, kind: f.kind, seq: f.seq });
+  }
+  /** Raises marks (they only move forward). */
+  #marks(c, m) {
+    let changed = false;
+    for (const key of ["last", "delivered", "read", "peerDelivered", "peerRead"]) {
+      const v = m[key];
+      if (v !== void 0 && v > c[key]) {
+        c[key] = v;
+        changed = true;
+      }
+    }
+    if (changed) this.#touch(c);
+  }
+  /** Emits `conversation` for `c` once, after the current frame. */
+  #touch(c) {
+    if (this.#dirty.size === 0) {
+      microtask(() => {
+        const dirty = [...this.#dirty];
+        this.#dirty.clear();
+        for (const d of dirty) this.#chatEvents.emit("conversation", snapshot(d));
+      });
+    }
+    this.#dirty.add(c);
+  }
+  // ---- friends and presence ----
+  #onFriends(f, action) {
+    if (f.lists !== void 0) {
+      const changed = this.#friends?.hash !== f.hash;
+      this.#friends = { ...f.lists, hash: f.hash };
+      if (changed || action) this.#friendsEvents.emit("change", copyList(this.#friends));
+    }
+    for (const p of f.presence) this.#setPresence(p.user, p.status, p.rev);
+    return copyList(this.#friends ?? { friends: [], incoming: [], outgoing: [], blocked: [], hash: f.hash });
+  }
+  /** Keeps the status with the highest `rev` per user (§3.6). */
+  #setPresence(user, status, rev) {
+    const known = this.#presence.get(user);
+    if (known !== void 0 && rev < known.rev) return;
+    this.#presence.set(user, { status, rev });
+    if ((known?.status ?? "offline") !== status) this.#presenceEvents.emit("change", user, status);
+  }
+};
+function toChat(m, me) {
+  const mine = m.from === me;
+  return { peer: mine ? m.to : m.from, seq: m.seq, from: m.from, to: m.to, id: m.cid, ts: m.ts, body: m.body, mine };
+}
+function snapshot(c) {
+  return { peer: c.peer, last: c.last, delivered: c.delivered, read: c.read, peerDelivered: c.peerDelivered, peerRead: c.peerRead };
+}
+function copyList(l) {
+  return { friends: [...l.friends], incoming: [...l.incoming], outgoing: [...l.outgoing], blocked: [...l.blocked], hash: l.hash };
+}
+function serialize(value, what) {
+  try {
+    const json = JSON.stringify(value);
+    if (typeof json === "string") return json;
+  } catch (err) {
+    return new RsoError(ClientErrorCode.InvalidValue, `the ${what} cannot be sent as JSON`, { cause: err });
+  }
+  return new RsoError(ClientErrorCode.InvalidValue, `the ${what} cannot be sent as JSON`);
 }
 
 // src/remote.ts
@@ -776,91 +1908,107 @@ var RemoteObjectImpl = class {
 };
 
 // src/client.ts
-var defaultBackoff = { baseMs: 250, factor: 2, maxMs: 15e3 };
-var defaultTiming = {
-  pingIntervalMs: 2e4,
-  pongTimeoutMs: 1e4,
-  connectTimeoutMs: 1e4,
-  stableAfterMs: 1e4,
-  abuseDelayMs: 5e3
-};
-function backoffDelay(attempt, random, o = defaultBackoff) {
-  const ceiling = Math.min(o.maxMs, o.baseMs * o.factor ** attempt);
-  return Math.floor(random() * ceiling);
-}
 var RsoClient = class {
   url;
   #events = new EventSource();
-  #WebSocket;
-  #getToken;
-  #user;
-  #backoff;
-  #timing;
-  #random;
+  #credentials;
   #idPrefix = randomString(8) + "-";
   #objects = /* @__PURE__ */ new Map();
   #link;
-  #token;
-  /** A connection with the current token got its hello: a later refusal is not the token's fault. */
-  #tokenWorked = false;
-  /** The current token came from getToken and has not been tried yet. */
-  #tokenFresh = false;
-  #state = { kind: "idle" };
-  #status = "idle";
-  #everConnected = false;
-  #attempt = 0;
+  #so;
+  #relay;
   #counter = 0;
-  #hello;
   /**
-   * `url` is the server, like "ws://127.0.0.1:8080" (the SDK appends /so), or the full ".../so" URL.
-   * Nothing happens until `connect()` or the first `so.connect()`.
+   * `url` is the server, like "ws://127.0.0.1:8080" (the SDK appends /so and /relay), or the full ".../so"
+   * URL. Nothing happens until `connect()`, the first `so.connect()`, or the first use of `chat`,
+   * `presence` or `friends` (which open the /relay socket).
    */
   constructor(url, options = {}) {
     this.url = url;
-    this.#token = options.token;
-    this.#user = options.user;
-    this.#WebSocket = options.WebSocket;
-    this.#getToken = options.getToken;
-    this.#backoff = { ...defaultBackoff, ...options.backoff };
-    this.#timing = { ...defaultTiming, ...options.timing };
-    this.#random = options.random ?? Math.random;
+    this.#credentials = new Credentials(options.token, options.getToken);
+    const backoff = { ...defaultBackoff, ...options.backoff };
+    const timing = { ...defaultTiming, ...options.timing };
+    const random = options.random ?? Math.random;
+    const user = options.user;
+    this.#so = new Connection({
+      name: "/so",
+      WebSocket: options.WebSocket,
+      credentials: this.#credentials,
+      backoff,
+      timing,
+      random,
+      socketURL: () => socketURL(url, "/so", { token: this.#credentials.token, user }),
+      parse: parseMessage,
+      asHello: (f) => f.op === "hello" ? f : void 0,
+      maxFrameBytes: (h) => h.limits.maxFrameBytes,
+      nextId: () => this.#nextId(),
+      onHello: () => {
+        for (const object of this.#objects.values()) object._ready();
+      },
+      onFrame: (f) => this.#route(f),
+      onDisconnected: () => {
+        for (const object of this.#objects.values()) object._disconnected();
+      },
+      onStopped: (error) => {
+        for (const object of this.#objects.values()) object._stopped(error);
+      },
+      onStatus: (status, reason) => this.#events.emit("status", status, reason),
+      onError: (error) => this.#events.emit("error", error)
+    });
+    this.#relay = new Relay({
+      WebSocket: options.WebSocket,
+      credentials: this.#credentials,
+      backoff,
+      timing,
+      random,
+      socketURL: () => socketURL(url, "/relay", { token: this.#credentials.token, user, device: options.device }),
+      nextId: () => this.#nextId(),
+      options
+    });
     this.#link = this.#makeLink();
   }
   on(event, listener) {
     return this.#events.on(event, listener);
   }
+  /** Status of the /so socket (the relay's is `chat.status`). */
   get status() {
-    return this.#status;
+    return this.#so.status;
   }
-  /** The user id the server gave this client (hello), once connected. */
+  /** The user id the server gave this client (hello of /so, else of /relay), once connected. */
   get user() {
-    return this.#hello?.user;
+    return this.#so.hello?.user ?? this.#relay.user;
   }
-  /** The server's session id for the current or last connection. */
+  /** The server's session id for the current or last /so connection. */
   get session() {
-    return this.#hello?.session;
+    return this.#so.hello?.session;
   }
-  /** The limits of the current or last connection (§1.1). */
+  /** The limits of the current or last /so connection (§1.1). */
   get limits() {
-    return this.#hello?.limits;
+    return this.#so.hello?.limits;
   }
-  /** Replaces the token for the next connection (an open connection keeps its own). */
+  /** Private messages, receipts and conversations (§3.3, §3.4). Opens the /relay socket on first use. */
+  get chat() {
+    return this.#relay.chat;
+  }
+  /** Friends' presence and your own away status (§3.6). Opens the /relay socket on first use. */
+  get presence() {
+    return this.#relay.presence;
+  }
+  /** Your friend list and its actions (§3.5). Opens the /relay socket on first use. */
+  get friends() {
+    return this.#relay.friends;
+  }
+  /** Replaces the token for the next connection of both sockets (an open connection keeps its own). */
   setToken(token) {
-    this.#token = token;
-    this.#tokenWorked = false;
-    this.#tokenFresh = false;
+    this.#credentials.set(token);
   }
-  /** Starts connecting; after a stop (status "closed" because of a close code) starts again. */
+  /**
+   * Starts connecting /so; after a stop (status "closed" because of a close code) starts again, and so does
+   * a stopped relay socket.
+   */
   connect() {
-    switch (this.#state.kind) {
-      case "closed":
-        throw new RsoError(ClientErrorCode.Closed, "the client was closed; create a new one");
-      case "idle":
-      case "stopped":
-        this.#attempt = 0;
-        this.#everConnected = false;
-        this.#open();
-    }
+    this.#so.connect();
+    this.#relay.restartIfStopped();
   }
   /** The object `name` in the chosen namespace (default temporary); the same instance while it is open. */
   getRemote(name, options = {}) {
@@ -873,221 +2021,17 @@ var RsoClient = class {
     }
     return object;
   }
-  /** Closes the connection (code 1000) and every object, for good. */
+  /** Closes both sockets (code 1000), every object and every pending chat request, for good. */
   close() {
-    if (this.#state.kind === "closed") return;
-    this.#leave(CloseCode.Normal);
-    this.#state = { kind: "closed" };
+    if (this.#so.kind === "closed") return;
+    this.#so.close(CloseCode.Normal);
     const error = new RsoError(ClientErrorCode.Closed, "the client was closed");
     for (const object of this.#objects.values()) object._closed(error);
     this.#objects.clear();
-    this.#setStatus("closed", void 0);
+    this.#relay.close(error);
   }
-  // ---- the state machine ----
-  #open() {
-    const Ctor = this.#WebSocket ?? globalWebSocket();
-    if (Ctor === void 0) {
-      return this.#stop(new RsoError(ClientErrorCode.NoWebSocket, 'no WebSocket: pass options.WebSocket (in Node: import { WebSocket } from "ws")'));
-    }
-    let ws;
-    try {
-      ws = new Ctor(this.#socketURL());
-    } catch (err) {
-      return this.#stop(new ConnectionError(ClientErrorCode.BadUrl, `cannot open ${this.url}`, { cause: err }));
-    }
-    const conn = { ws, opened: false, hello: void 0, lastError: void 0, timers: /* @__PURE__ */ new Set(), pongTimer: void 0, outbox: [] };
-    this.#state = { kind: "connecting", conn };
-    const live = () => this.#conn() === conn;
-    ws.onopen = () => {
-      if (live()) conn.opened = true;
-    };
-    ws.onerror = (ev) => {
-      if (live()) conn.lastError = ev;
-    };
-    ws.onclose = (ev) => {
-      if (live()) this.#lost(conn, this.#afterClose(conn, ev), ConnectionError.fromClose(ev.code, ev.reason));
-    };
-    ws.onmessage = (ev) => {
-      if (live()) this.#receive(conn, ev.data);
-    };
-    this.#after(conn, this.#timing.connectTimeoutMs, () => {
-      const error = new ConnectionError(ClientErrorCode.Timeout, `no hello from the server within ${this.#timing.connectTimeoutMs} ms`);
-      this.#drop(conn, error);
-    });
-    this.#setStatus(this.#everConnected || this.#attempt > 0 ? "reconnecting" : "connecting", void 0);
-  }
-  #onHello(conn, hello) {
-    conn.hello = hello;
-    this.#hello = hello;
-    this.#state = { kind: "connected", conn };
-    this.#everConnected = true;
-    this.#tokenWorked = true;
-    this.#tokenFresh = false;
-    for (const t of conn.timers) clearTimer(t);
-    conn.timers.clear();
-    this.#after(conn, this.#timing.stableAfterMs, () => {
-      this.#attempt = 0;
-    });
-    this.#schedulePing(conn);
-    this.#setStatus("connected", void 0);
-    for (const object of this.#objects.values()) object._ready();
-  }
-  /** The socket closed: decide from the close code (§1.9) whether to stop or when to retry. */
-  #afterClose(conn, ev) {
-    if (!conn.opened) return this.#afterRefusal(conn);
-    const action = closeAction(ev.code);
-    switch (action) {
-      case "stop":
-        return { kind: "stop", error: ConnectionError.fromClose(ev.code, ev.reason) };
-      case "new-token":
-        if (this.#getToken === void 0) return { kind: "stop", error: ConnectionError.fromClose(ev.code, ev.reason) };
-        return { kind: "retry", delayMs: 0, newToken: true };
-      case "reconnect-soon":
-        return { kind: "retry", delayMs: backoffDelay(0, this.#random, this.#backoff), newToken: false };
-      case "reconnect-late":
-        return { kind: "retry", delayMs: this.#timing.abuseDelayMs + this.#nextBackoff(), newToken: false };
-      case "reconnect":
-        return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
-    }
-  }
-  /**
-   * The socket never opened. Node's `ws` says why ("Unexpected server response: 401", "connect
-   * ECONNREFUSED"); browsers do not, and §1.1 says to treat a failed first connect after a token change as
-   * a refused token.
-   */
-  #afterRefusal(conn) {
-    const message = conn.lastError?.message;
-    const known = typeof message === "string" && message !== "";
-    const refused = known ? /\b401\b/.test(message) : this.#token !== void 0 && !this.#tokenWorked;
-    if (!refused) return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
-    const error = new ConnectionError(
-      ErrorCode.Unauthorized,
-      known ? `the server refused the token: ${message}` : "could not connect, and the token was never accepted: it may be refused",
-      { closeCode: CloseCode.Abnormal, cause: conn.lastError?.error }
-    );
-    if (this.#getToken === void 0 || known && this.#tokenFresh) return { kind: "stop", error };
-    return { kind: "retry", delayMs: known ? 0 : this.#nextBackoff(), newToken: true };
-  }
-  #nextBackoff() {
-    return backoffDelay(this.#attempt++, this.#random, this.#backoff);
-  }
-  /** Ends `conn` (already closed, or dropped by us) and goes on as `next` says. */
-  #lost(conn, next, reason) {
-    const wasConnected = conn.hello !== void 0;
-    this.#leave();
-    if (wasConnected) for (const object of this.#objects.values()) object._disconnected();
-    if (next.kind === "stop") return this.#stop(next.error);
-    const timer = setTimer(() => {
-      if (this.#state.kind === "waiting" && this.#state.timer === timer) void this.#retry(next.newToken);
-    }, next.delayMs);
-    this.#state = { kind: "waiting", timer };
-    this.#setStatus("reconnecting", reason);
-  }
-  async #retry(newToken) {
-    if (newToken && this.#getToken !== void 0) {
-      const waiting = this.#state;
-      let token;
-      try {
-        token = await this.#getToken();
-        if (typeof token !== "string" || token === "") throw new TypeError("getToken returned no token");
-      } catch (err) {
-        if (this.#state === waiting) this.#stop(new RsoError(ClientErrorCode.TokenRefreshFailed, "getToken failed", { cause: err }));
-        return;
-      }
-      if (this.#state !== waiting) return;
-      this.setToken(token);
-      this.#tokenFresh = true;
-    }
-    this.#open();
-  }
-  /** Drops a live connection ourselves (no pong, protocol error) and reconnects with backoff. */
-  #drop(conn, reason) {
-    if (this.#conn() !== conn) return;
-    const error = reason instanceof ConnectionError ? reason : new ConnectionError(reason.code, reason.message, { cause: reason });
-    if (!(reason instanceof ConnectionError)) this.#events.emit("error", reason);
-    this.#lost(conn, { kind: "retry", delayMs: this.#nextBackoff(), newToken: false }, error);
-  }
-  #stop(error) {
-    this.#leave();
-    this.#state = { kind: "stopped", error };
-    const reason = error instanceof ConnectionError ? error : void 0;
-    this.#setStatus("closed", reason);
-    this.#events.emit("error", error);
-    for (const object of this.#objects.values()) object._stopped(error);
-  }
-  /** Leaves the current state: closes its socket (silencing it) and clears its timers. */
-  #leave(code = clientDropCloseCode) {
-    const state = this.#state;
-    if (state.kind === "waiting") clearTimer(state.timer);
-    if (state.kind !== "connecting" && state.kind !== "connected") return;
-    const { conn } = state;
-    for (const t of conn.timers) clearTimer(t);
-    conn.timers.clear();
-    clearTimer(conn.pongTimer);
-    const ignore = () => {
-    };
-    conn.ws.onopen = conn.ws.onmessage = conn.ws.onclose = conn.ws.onerror = ignore;
-    try {
-      conn.ws.close(code);
-    } catch {
-    }
-    this.#state = { kind: "idle" };
-  }
-  #conn() {
-    const s = this.#state;
-    return s.kind === "connecting" || s.kind === "connected" ? s.conn : void 0;
-  }
-  #setStatus(status, reason) {
-    if (status === this.#status) return;
-    this.#status = status;
-    this.#events.emit("status", status, reason);
-  }
-  #after(conn, ms, fn) {
-    const timer = setTimer(() => {
-      conn.timers.delete(timer);
-      if (this.#conn() === conn) fn();
-    }, ms);
-    conn.timers.add(timer);
-  }
-  #schedulePing(conn) {
-    this.#after(conn, this.#timing.pingIntervalMs, () => {
-      this.#write(pingFrame(this.#nextId()));
-      conn.pongTimer = setTimer(() => {
-        if (this.#conn() !== conn) return;
-        const error = new ConnectionError(ClientErrorCode.Timeout, `no pong within ${this.#timing.pongTimeoutMs} ms`);
-        this.#drop(conn, error);
-      }, this.#timing.pongTimeoutMs);
-    });
-  }
-  // ---- frames ----
-  #receive(conn, data) {
-    if (typeof data !== "string") {
-      return this.#drop(conn, new ProtocolError("server sent a binary message; /so uses text messages only"));
-    }
-    let frames;
-    try {
-      frames = parseMessage(data);
-    } catch (err) {
-      return this.#drop(conn, err instanceof RsoError ? err : new ProtocolError("unreadable message", { cause: err }));
-    }
-    for (const frame of frames) {
-      if (this.#conn() !== conn) return;
-      this.#route(conn, frame);
-    }
-  }
-  #route(conn, frame) {
-    if (conn.hello === void 0) {
-      if (frame.op === "hello") return this.#onHello(conn, frame);
-      return this.#drop(conn, new ProtocolError(`server sent "${frame.op}" before hello`));
-    }
+  #route(frame) {
     switch (frame.op) {
-      case "hello":
-        return;
-      // only one is sent; a repeat carries nothing new
-      case "pong":
-        clearTimer(conn.pongTimer);
-        conn.pongTimer = void 0;
-        return this.#schedulePing(conn);
       case "sync":
         return this.#objects.get(objectKey(frame.obj, frame.persistent))?._sync(frame);
       case "message":
@@ -1102,69 +2046,28 @@ var RsoClient = class {
       }
     }
   }
-  /** Queues a frame for the current connection; the frames of one tick go out as one message (§1.1). */
-  #write(frame) {
-    const conn = this.#state.kind === "connected" ? this.#state.conn : void 0;
-    if (conn === void 0) return;
-    conn.outbox.push(frame);
-    if (conn.outbox.length === 1) microtask(() => this.#flushOutbox(conn));
-  }
-  #flushOutbox(conn) {
-    if (this.#conn() !== conn || conn.ws.readyState !== OPEN) return;
-    const budget = 4 * (conn.hello?.limits.maxFrameBytes ?? 262144);
-    let batch = [];
-    let bytes = 0;
-    const out = [];
-    for (const frame of conn.outbox) {
-      const size = utf8Length(frame) + 1;
-      if (batch.length > 0 && bytes + size > budget) {
-        out.push(batch.join("\n"));
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(frame);
-      bytes += size;
-    }
-    if (batch.length > 0) out.push(batch.join("\n"));
-    conn.outbox = [];
-    try {
-      for (const message of out) conn.ws.send(message);
-    } catch (err) {
-      this.#drop(conn, new ConnectionError("connection_lost", "could not write to the socket", { cause: err }));
-    }
-  }
   #nextId() {
     return this.#idPrefix + (++this.#counter).toString(36);
   }
-  #socketURL() {
-    const u = makeURL(this.url);
-    if (u.protocol === "http:") u.protocol = "ws:";
-    if (u.protocol === "https:") u.protocol = "wss:";
-    if (!u.pathname.endsWith("/so")) u.pathname = u.pathname.replace(/\/?$/, "/so");
-    if (this.#token !== void 0) u.searchParams.set("token", this.#token);
-    if (this.#user !== void 0) u.searchParams.set("user", this.#user);
-    return u.toString();
-  }
   #makeLink() {
     const client = this;
+    const so = this.#so;
     return {
       get ready() {
-        return client.#state.kind === "connected";
+        return so.ready;
       },
       get limits() {
-        return client.#hello?.limits;
+        return so.hello?.limits;
       },
       start() {
-        const s = client.#state;
-        if (s.kind === "idle") client.connect();
-        if (s.kind === "stopped") return s.error;
-        if (s.kind === "closed") return new RsoError(ClientErrorCode.Closed, "the client was closed");
-        return void 0;
+        const before = so.kind;
+        if (before === "idle") so.connect();
+        return before === "stopped" || before === "closed" ? so.stoppedError : void 0;
       },
       nextId: () => client.#nextId(),
       ownsId: (id) => id.startsWith(client.#idPrefix),
-      write: (frame) => client.#write(frame),
-      retryDelay: (attempt) => backoffDelay(attempt, client.#random, { ...client.#backoff, maxMs: 5e3 }),
+      write: (frame) => so.write(frame),
+      retryDelay: (attempt) => so.retryDelay(attempt),
       detach: (object) => {
         const key = objectKey(object.name, object.persistent);
         if (client.#objects.get(key) === object) client.#objects.delete(key);
@@ -1174,7 +2077,19 @@ var RsoClient = class {
   }
 };
 var objectKey = (name, persistent) => (persistent ? "p:" : "t:") + name;
+function socketURL(url, path, params) {
+  const u = makeURL(url);
+  if (u.protocol === "http:") u.protocol = "ws:";
+  if (u.protocol === "https:") u.protocol = "wss:";
+  const base = u.pathname.replace(/\/(so|relay)\/?$/, "").replace(/\/$/, "");
+  u.pathname = base + path;
+  if (params.token !== void 0) u.searchParams.set("token", params.token);
+  if (params.user !== void 0) u.searchParams.set("user", params.user);
+  if (params.device !== void 0) u.searchParams.set("device", params.device);
+  return u.toString();
+}
 export {
+  ChatErrorCode,
   ClientErrorCode,
   CloseCode,
   ConnectionError,
@@ -1189,5 +2104,6 @@ export {
   closeCodeNames,
   defaultBackoff,
   defaultTiming,
+  retryableChatErrorCodes,
   retryableErrorCodes
 };

@@ -77,7 +77,8 @@ describe("reconnect", () => {
     await until(viewer, "the viewer follows to slide 3", () => document.getElementById("stage").dataset.slide === "3");
     const reason = await viewer.evaluate(
       () =>
-        new Promise((resolve) => {
+        new Promise((resolve, reject) => {
+          setTimeout(() => reject(new Error("no reject of the viewer's slide change within 10 s")), 10000);
           const off = window.demo.so.on("sync", (entries) => {
             const r = entries.find((e) => e.code === "reject" && e.name === "slide");
             if (r) {

@@ -122,3 +122,36 @@ export const SyncCode = {
   Reject: "reject",
 } as const;
 export type SyncCode = (typeof SyncCode)[keyof typeof SyncCode];
+
+/** Error codes of the private-chat relay's `error` frames (§3.8). */
+export const ChatErrorCode = {
+  BadJson: "bad_json",
+  BadFrame: "bad_frame",
+  UnknownOp: "unknown_op",
+  FrameTooLarge: "frame_too_large",
+  MessageTooLarge: "message_too_large",
+  RateLimited: "rate_limited",
+  UnknownUser: "unknown_user",
+  Blocked: "blocked",
+  NotFriends: "not_friends",
+  Offline: "offline",
+  IdReused: "id_reused",
+  BadSeq: "bad_seq",
+  NotFound: "not_found",
+  TooManyFriends: "too_many_friends",
+  Busy: "busy",
+  Unavailable: "unavailable",
+  /** TCP only (the auth frame was refused); on the WebSocket a refused token is an HTTP 401. */
+  Unauthorized: "unauthorized",
+  /** TCP only, like `unauthorized`. */
+  TokenExpired: "token_expired",
+  Internal: "internal",
+} as const;
+export type ChatErrorCode = (typeof ChatErrorCode)[keyof typeof ChatErrorCode];
+
+/** Chat error codes after which the SDK re-sends the frame by itself, with the same id (§3.3, §3.8). */
+export const retryableChatErrorCodes: ReadonlySet<string> = new Set<string>([
+  ChatErrorCode.Busy,
+  ChatErrorCode.RateLimited,
+  ChatErrorCode.Unavailable,
+]);

@@ -76,9 +76,9 @@ export interface PongFrame {
 
 export type ServerFrame = HelloFrame | SyncFrame | MessageFrame | ErrorFrame | PongFrame;
 
-type JsonObject = { readonly [key: string]: unknown };
+export type JsonObject = { readonly [key: string]: unknown };
 
-const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
+export const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
  * Splits one WebSocket message into frames (§1.1: frames are separated by "\n", empty pieces are ignored)
@@ -147,7 +147,7 @@ export function parseFrame(text: string): ServerFrame | undefined {
 }
 
 /** Reads the fields of one frame, throwing a ProtocolError that names the first bad one. */
-class Fields {
+export class Fields {
   constructor(
     readonly op: string,
     readonly o: JsonObject,

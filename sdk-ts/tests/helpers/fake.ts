@@ -151,3 +151,63 @@ export async function subscribed(
   await connected;
   return { so, sock };
 }
+
+// ---- the private-chat relay (/relay, docs/PROTOCOL.md §3) ----
+
+export const relayLimits = {
+  duplicate_window_ms: 600000,
+  frames_per_second: 50,
+  friends_only: false,
+  history_limit: 50,
+  max_frame_bytes: 65536,
+  max_history_limit: 200,
+  max_message_bytes: 16384,
+  messages_per_second: 20,
+  presence_grace_ms: 5000,
+  sync_max_messages: 500,
+};
+
+/** The newest socket to /relay. */
+export function relaySocket(h: Harness): FakeSocket {
+  const s = h.sockets.filter((x) => new URL(x.url).pathname.endsWith("/relay")).at(-1);
+  if (s === undefined) throw new Error("no relay socket was created");
+  return s;
+}
+
+/** Opens a relay socket and sends the relay's hello. */
+export function acceptRelay(sock: FakeSocket, user = "alice", device = "d-1", limitOverrides: Partial<typeof relayLimits> = {}): void {
+  sock.readyState = 1;
+  sock.onopen?.({});
+  sock.receive({ op: "hello", session: "r-" + user, user, device, limits: { ...relayLimits, ...limitOverrides } });
+}
+
+export const emptyFriends = { friends: [] as string[], incoming: [] as string[], outgoing: [] as string[], blocked: [] as string[] };
+
+/**
+ * Answers the login sequence on `sock` (which just got its hello): the friends request with `friends`
+ * (not_modified when it is undefined and the request had a hash, else an empty list) and the sync with `convs`. Returns the two request frames.
+ */
+export async function answerLogin(
+  sock: FakeSocket,
+  options: { friends?: Partial<typeof emptyFriends> & { hash?: string }; presence?: object[]; convs?: object[] } = {},
+): Promise<{ friends: Frame; sync: Frame }> {
+  await tick();
+  const sent = sock.take();
+  const friends = sent.find((f) => f.op === "friends");
+  const sync = sent.find((f) => f.op === "sync");
+  if (friends === undefined || sync === undefined) throw new Error(`expected friends and sync, got ${JSON.stringify(sent)}`);
+  const f = options.friends;
+  sock.receive(
+    f === undefined && friends.hash !== undefined
+      ? { op: "friends", id: friends.id, hash: friends.hash, not_modified: true, presence: options.presence ?? [] }
+      : { op: "friends", id: friends.id, hash: f?.hash ?? "h0", ...emptyFriends, ...f, presence: options.presence ?? [] },
+  );
+  sock.receive({ op: "sync", id: sync.id, convs: options.convs ?? [] });
+  await tick();
+  return { friends, sync };
+}
+
+/** A stored message as the server writes it. */
+export function msg(seq: number, from: string, to: string, body: unknown = { n: seq }, cid = `c-${from}-${seq}`): object {
+  return { seq, from, to, cid, ts: 1000 + seq, body };
+}

@@ -58,6 +58,8 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
 
 export interface ServerOptions {
   tokenSecret?: string;
+  /** More flags, e.g. ["-presence-grace", "300ms"]. */
+  args?: string[];
 }
 
 /** One rso process; restart() starts it again on the same port and data folder. */
@@ -92,7 +94,7 @@ export class RsoServer {
     // Only our flags: RSO_* variables of the environment would change the server.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RSO_")));
     if (this.#options.tokenSecret !== undefined) env["RSO_TOKEN_SECRET"] = this.#options.tokenSecret;
-    const proc = spawn(this.#bin, ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(this.#bin, ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, ...(this.#options.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
     this.#proc = proc;
     let exited = false;
     proc.on("exit", () => (exited = true));
