@@ -73,6 +73,7 @@ type friendsMsg struct {
 	ExceptConn string      `json:"except_conn,omitempty"` // notice: the same connection, for the user who asked
 	Hash       string      `json:"hash,omitempty"`
 	List       *FriendList `json:"list,omitempty"`
+	OtherList  *FriendList `json:"other_list,omitempty"` // update reply: the other user's new list
 	Error      *WireError  `json:"error,omitempty"`
 }
 
@@ -172,6 +173,11 @@ func (s *Service) friendAction(ctx context.Context, c caller, f *request) ([]byt
 	}
 	if r.List == nil {
 		r.List = &FriendList{}
+	}
+	// Cache the other side's list now too: its change notice may arrive after the next presence change of
+	// either user, which must already reach the new friend.
+	if r.OtherList != nil {
+		s.friends.put(f.user, *r.OtherList)
 	}
 	return s.friendsFrame(ctx, f.id, s.friends.put(c.user, *r.List), false), nil
 }

@@ -169,7 +169,7 @@ func (f *Friends) update(ctx context.Context, req friendsMsg) friendsMsg {
 		} else if err != nil {
 			return friendsMsg{Error: unavailable("cannot store the friend list", err)}
 		}
-		return friendsMsg{User: req.User, Hash: newMine.Hash(), List: &newMine}
+		return friendsMsg{User: req.User, Hash: newMine.Hash(), List: &newMine, OtherList: &newTheirs}
 	}
 	return friendsMsg{Error: wireErr(CodeBusy, "the friend lists changed too often at once; retry")}
 }

@@ -142,3 +142,30 @@ func TestNodeBackFromTheDeadAnnouncesItsUsers(t *testing.T) {
 	alice.expect(isPresence("bob", "online"))
 	bob.ping()
 }
+
+// A presence change right after a friendship starts reaches the new friend: the instance that ran the
+// action caches both new lists at once, without waiting for the change notices.
+func TestPresenceReachesANewFriendAtOnce(t *testing.T) {
+	c := newCluster(t, 1, "", nil)
+	alice := dialWS(t, c.nodes[0], "alice", "")
+	bob := dialWS(t, c.nodes[0], "bob", "")
+	alice.call(map[string]any{"op": "friend", "action": "request", "user": "bob"})
+	for i := range 20 {
+		r := bob.call(map[string]any{"op": "friend", "action": "accept", "user": "alice"})
+		if !contains(r.Get("friends"), "alice") {
+			t.Fatalf("accept: %s", r.Raw)
+		}
+		alice.call(map[string]any{"op": "presence", "status": "away"})
+		bob.expect(func(f gjson.Result) bool {
+			return isOp("presence")(f) && f.Get("user").Str == "alice" && f.Get("status").Str == "away"
+		})
+		alice.call(map[string]any{"op": "presence", "status": "online"})
+		bob.expect(func(f gjson.Result) bool {
+			return isOp("presence")(f) && f.Get("user").Str == "alice" && f.Get("status").Str == "online"
+		})
+		if i < 19 { // and again, from scratch
+			bob.call(map[string]any{"op": "friend", "action": "remove", "user": "alice"})
+			alice.call(map[string]any{"op": "friend", "action": "request", "user": "bob"})
+		}
+	}
+}
