@@ -3,6 +3,7 @@ package sharedobject_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -173,8 +174,10 @@ func TestHookThatFailsOpenAcceptsWithoutBackend(t *testing.T) {
 	}
 	a := dial(t, n.url, "")
 	sub(t, a, "poll/a/b", true)
+	probe := 0 // each probe writes a new slot: one committed before the hook was known must not make the next conflict
 	waitFor(t, "the hook to be known", func() bool {
-		s, err := a.Update(ctxT(t), "poll/a/b", true, []client.Change{set("vote", 0, 1)})
+		probe++
+		s, err := a.Update(ctxT(t), "poll/a/b", true, []client.Change{set(fmt.Sprint("probe", probe), 0, 1)})
 		return err == nil && len(s.Changes) == 1 && s.Changes[0].Reason == "closed"
 	})
 	stop()
