@@ -155,13 +155,39 @@ type indexEntry struct {
 
 // ensureIndex records a new conversation in both users' indexes, before its first message is stored: a
 // message must never exist that its recipient's sync cannot find.
+//
+// The two entries are created together: both publishes (each "only if the key has no entry", as KV
+// Create does) go out at once and their acks are awaited together, one round trip instead of two. A key
+// that has an entry already is left to KV Create, which tells a live entry (fine: it exists) from a
+// deletion marker (written over).
 func (s *Service) ensureIndex(ctx context.Context, conv, a, b string) *WireError {
 	if s.indexed.has(conv) {
 		return nil
 	}
-	for _, p := range [][2]string{{a, b}, {b, a}} {
+	pairs := [2][2]string{{a, b}, {b, a}}
+	var acks [2]jetstream.PubAckFuture
+	for i, p := range pairs {
 		v, _ := json.Marshal(indexEntry{Peer: p[1]})
-		if _, err := s.index.Create(ctx, indexKey(p[0], conv), v); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		m := &nats.Msg{Subject: "$KV." + bucketIndex + "." + indexKey(p[0], conv), Data: v}
+		f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil {
+			return unavailable("cannot record the conversation", err)
+		}
+		acks[i] = f
+	}
+	for i, f := range acks {
+		var err error
+		select {
+		case <-f.Ok():
+			continue
+		case err = <-f.Err():
+		case <-ctx.Done():
+			return unavailable("cannot record the conversation", ctx.Err())
+		}
+		if !isWrongLastSeq(err) {
+			return unavailable("cannot record the conversation", err)
+		}
+		if _, err := s.index.Create(ctx, indexKey(pairs[i][0], conv), f.Msg().Data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return unavailable("cannot record the conversation", err)
 		}
 	}

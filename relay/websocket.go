@@ -13,7 +13,7 @@ import (
 )
 
 var upgrader = websocket.Upgrader{
-	ReadBufferSize:  1024,
+	// No ReadBufferSize: wsconn.Upgrade gives each connection a small read buffer of its own.
 	WriteBufferSize: 4096,
 	// Write buffers go back to the pool between writes, so idle connections do not hold one.
 	WriteBufferPool: &sync.Pool{},
@@ -45,21 +45,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, CodeBadFrame, "?device= must be 1 to 64 letters, digits, '-' or '_'")
 		return
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
+	ws, err := wsconn.Upgrade(&upgrader, w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
 	l := s.cfg.Limits
 	t := wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * l.MaxFrameBytes, OutboundBytes: l.OutboundBytes})
 	c := s.newConn(t, ident, device)
-	defer c.close()
 	if code, text, err := c.open(); err != nil {
+		defer c.close()
 		s.log.Debug("relay connection refused", "user", ident.User, "err", err)
 		t.Close(code, text)
 		<-t.Done()
 		return
 	}
-	t.ReadLoop(c.handle)
+	// The handler returns and the socket is read on goroutines of wsconn's, so that net/http lets go of
+	// the request and its buffers and an idle connection waits on a small stack (memory per connection).
+	t.Serve(c.handle, func(error) { c.close() })
 }
 
 func writeJSONError(w http.ResponseWriter, status int, code, msg string) {

@@ -62,6 +62,9 @@ type Node struct {
 	apiSubs  []*nats.Subscription
 	stopOnce sync.Once
 	done     chan struct{}
+
+	helloOnce   sync.Once
+	helloLimits []byte // the "limits" object of every hello frame (the limits do not change)
 }
 
 // NewNode creates (or checks) the JetStream streams and buckets it needs and starts serving the bus API.

@@ -28,7 +28,7 @@ const (
 )
 
 var upgrader = websocket.Upgrader{
-	ReadBufferSize:  1024,
+	// No ReadBufferSize: wsconn.Upgrade gives each connection a small read buffer of its own.
 	WriteBufferSize: 4096,
 	// Write buffers go back to the pool between writes, so idle connections do not hold one.
 	WriteBufferPool: &sync.Pool{},
@@ -43,10 +43,41 @@ type session struct {
 	ident  *auth.Identity
 	origin string // node id + session id: routes a commit's answer back to this connection
 	rate   *rate.Limiter
-	errs   *rate.Limiter
+	errs   *rate.Limiter // created at the first refused frame (most connections never have one)
 
 	mu   sync.Mutex
-	subs map[objKey]*object
+	subs subList
+}
+
+// subList is a session's subscriptions. Most connections have one or a few, and a slice of them costs a
+// fraction of a map's memory per connection; lookups are a short scan (max_subscriptions bounds it).
+type subList []subEntry
+
+type subEntry struct {
+	key objKey
+	o   *object
+}
+
+func (l subList) get(key objKey) *object {
+	for i := range l {
+		if l[i].key == key {
+			return l[i].o
+		}
+	}
+	return nil
+}
+
+func (l *subList) del(key objKey) *object {
+	for i, e := range *l {
+		if e.key == key {
+			last := len(*l) - 1
+			(*l)[i] = (*l)[last]
+			(*l)[last] = subEntry{}
+			*l = (*l)[:last]
+			return e.o
+		}
+	}
+	return nil
 }
 
 // ServeHTTP upgrades a request to the shared-object WebSocket (mounted at /so).
@@ -67,7 +98,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
 		return
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
+	ws, err := wsconn.Upgrade(&upgrader, w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
@@ -79,34 +110,42 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ident:  ident,
 		origin: n.id + "/" + sid,
 		rate:   rate.NewLimiter(rate.Limit(lim.FramesPerSecond), int(2*lim.FramesPerSecond)+1),
-		errs:   rate.NewLimiter(1, errorBudget),
-		subs:   map[objKey]*object{},
 	}
 	n.mu.Lock()
 	n.sessions[s] = struct{}{}
 	n.mu.Unlock()
-	defer s.cleanup()
 	s.send(n.helloFrame(sid, ident.User))
-	if !ident.Expires.IsZero() {
-		t := time.AfterFunc(time.Until(ident.Expires), func() { s.close(wsconn.CloseTokenExpired, "token expired; reconnect with a new token") })
-		defer t.Stop()
+	var expiry *time.Timer
+	if exp := ident.Expires; !exp.IsZero() {
+		expiry = time.AfterFunc(time.Until(exp), func() { s.close(wsconn.CloseTokenExpired, "token expired; reconnect with a new token") })
 	}
-	s.conn.ReadLoop(s.handle)
+	// The handler returns and the connection is read on goroutines of wsconn's: net/http then lets go of
+	// the request and its 4 KB read and write buffers (kept alive while a hijacking handler runs), and an
+	// idle connection waits on a small stack (docs/BENCHMARKS.md, idle).
+	s.conn.Serve(s.handle, func(error) {
+		if expiry != nil {
+			expiry.Stop()
+		}
+		s.cleanup()
+	})
 }
 
 func (n *Node) helloFrame(sid, user string) []byte {
-	l := n.cfg.Limits
-	b := []byte(`{"op":"hello","session":`)
+	n.helloOnce.Do(func() {
+		l := n.cfg.Limits
+		n.helloLimits, _ = json.Marshal(map[string]any{
+			"max_frame_bytes": l.MaxFrameBytes, "max_value_bytes": l.MaxValueBytes, "max_slots": l.MaxSlots,
+			"max_object_bytes": l.MaxObjectBytes, "max_changes": l.MaxChanges, "max_subscriptions": l.MaxSubscriptions,
+			"max_name_bytes": l.MaxNameBytes, "frames_per_second": l.FramesPerSecond, "resync_window": n.cfg.ResyncWindow,
+		})
+	})
+	b := make([]byte, 0, 64+len(sid)+len(user)+len(n.helloLimits))
+	b = append(b, `{"op":"hello","session":`...)
 	b = jsonx.AppendString(b, sid)
 	b = append(b, `,"user":`...)
 	b = jsonx.AppendString(b, user)
-	limits, _ := json.Marshal(map[string]any{
-		"max_frame_bytes": l.MaxFrameBytes, "max_value_bytes": l.MaxValueBytes, "max_slots": l.MaxSlots,
-		"max_object_bytes": l.MaxObjectBytes, "max_changes": l.MaxChanges, "max_subscriptions": l.MaxSubscriptions,
-		"max_name_bytes": l.MaxNameBytes, "frames_per_second": l.FramesPerSecond, "resync_window": n.cfg.ResyncWindow,
-	})
 	b = append(b, `,"limits":`...)
-	b = append(b, limits...)
+	b = append(b, n.helloLimits...)
 	return append(b, '}')
 }
 
@@ -147,7 +186,7 @@ func (s *session) handle(raw []byte) {
 			return
 		}
 		s.mu.Lock()
-		o := s.subs[key]
+		o := s.subs.get(key)
 		s.mu.Unlock()
 		if o == nil {
 			s.refuse(wireErr(CodeNotSubscribed, "subscribe to %q (op sub) before you %s to it", key.name, f.op), f)
@@ -173,6 +212,9 @@ func peekID(raw []byte) string {
 // refuse answers a bad frame with an error frame; a client that keeps sending bad frames is disconnected.
 func (s *session) refuse(e *WireError, f clientFrame) {
 	s.send(errorFrame(e, f.id, f.obj, f.persistent))
+	if s.errs == nil {
+		s.errs = rate.NewLimiter(1, errorBudget) // refuse runs on the reader goroutine only
+	}
 	if !s.errs.Allow() {
 		s.close(wsconn.CloseAbuse, "too many refused frames")
 	}
@@ -184,7 +226,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 		return
 	}
 	s.mu.Lock()
-	o := s.subs[key]
+	o := s.subs.get(key)
 	full := o == nil && len(s.subs) >= s.node.cfg.Limits.MaxSubscriptions
 	s.mu.Unlock()
 	if full {
@@ -201,7 +243,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 			return
 		}
 		s.mu.Lock()
-		s.subs[key] = o
+		s.subs = append(s.subs, subEntry{o.key, o}) // the object's copy of the name, not the frame's
 		s.mu.Unlock()
 	}
 	known := f.version > 0 || f.epoch != ""
@@ -210,8 +252,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 
 func (s *session) unsubscribe(key objKey) {
 	s.mu.Lock()
-	o := s.subs[key]
-	delete(s.subs, key)
+	o := s.subs.del(key)
 	s.mu.Unlock()
 	if o != nil && o.unsubscribe(s) {
 		s.node.release(o)
@@ -221,10 +262,10 @@ func (s *session) unsubscribe(key objKey) {
 func (s *session) cleanup() {
 	s.mu.Lock()
 	subs := s.subs
-	s.subs = map[objKey]*object{}
+	s.subs = nil
 	s.mu.Unlock()
-	for _, o := range subs {
-		if o.unsubscribe(s) {
+	for _, e := range subs {
+		if o := e.o; o.unsubscribe(s) {
 			s.node.release(o)
 		}
 	}

@@ -47,6 +47,15 @@ const dmSenders = 16
 
 func (d *dm) conns() int { return d.users }
 
+// dmMessagesPerSecond is the -relay-messages-per-second the rso processes get: the relay's default (20 per
+// connection) is for people, and the tool's users each send -rate/-users. The relay's frames_per_second
+// (50 per connection) still applies; run checks the rate against both.
+const dmMessagesPerSecond = 1e6
+
+func (d *dm) serverArgs() []string {
+	return []string{"-relay-messages-per-second", strconv.FormatFloat(dmMessagesPerSecond, 'f', -1, 64)}
+}
+
 func (d *dm) check() error {
 	if d.users < 2 || d.users > maxConns {
 		return fmt.Errorf("-users %d: want 2 to %d", d.users, maxConns)
@@ -71,6 +80,7 @@ type dmUser struct {
 	dropped atomic.Bool
 	readErr error
 	limit   atomic.Uint64 // messages_per_second from hello, ×1000
+	flimit  atomic.Uint64 // frames_per_second from hello, ×1000
 
 	// as a sender: next is owned by its sender goroutine (read after it stops)
 	peers    []int          // whom it writes to (nil: anyone)
@@ -142,6 +152,7 @@ func (u *dmUser) read(rec *recorder, prefix []byte) {
 		case bytes.HasPrefix(f, opDMHello) && !greeted:
 			greeted = true
 			u.limit.Store(uint64(gjson.GetBytes(f, "limits.messages_per_second").Float() * 1000))
+			u.flimit.Store(uint64(gjson.GetBytes(f, "limits.frames_per_second").Float() * 1000))
 			close(u.ready)
 		}
 	})
@@ -302,7 +313,11 @@ func (d *dm) run(ctx context.Context, e *env) (*report, error) {
 	}
 	perUser := d.rate / float64(d.users)
 	if lim := float64(us[0].limit.Load()) / 1000; lim > 0 && perUser > lim {
-		return nil, fmt.Errorf("-rate %g over %d users is %.1f messages/s per user; the relay allows %g (messages_per_second): add users or lower -rate",
+		return nil, fmt.Errorf("-rate %g over %d users is %.1f messages/s per user; the relay allows %g (messages_per_second; the tool starts rso with -relay-messages-per-second %g): add users or lower -rate",
+			d.rate, d.users, perUser, lim, dmMessagesPerSecond)
+	}
+	if lim := float64(us[0].flimit.Load()) / 1000; lim > 0 && perUser > lim {
+		return nil, fmt.Errorf("-rate %g over %d users is %.1f frames/s per user; the relay allows %g (frames_per_second): add users or lower -rate",
 			d.rate, d.users, perUser, lim)
 	}
 

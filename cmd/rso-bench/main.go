@@ -48,6 +48,12 @@ type runner interface {
 	run(ctx context.Context, e *env) (*report, error)
 }
 
+// serverArgser is a runner that needs flags of its own on the rso processes the tool starts (before
+// -server-args, which can override them).
+type serverArgser interface {
+	serverArgs() []string
+}
+
 func scenarios() []scenario {
 	return []scenario{fanoutScenario(), roomsScenario(), auctionScenario(), dmScenario(), idleScenario()}
 }
@@ -135,6 +141,9 @@ func runScenario(ctx context.Context, sc scenario, args []string, stdout, stderr
 			fmt.Fprintf(stderr, "rso-bench %s: %v\n", sc.name, err)
 			return exitUsage
 		}
+	}
+	if v, ok := r.(serverArgser); ok && o.url == "" {
+		o.args = append(v.serverArgs(), o.args...)
 	}
 	sess, err := newSession(ctx, &o, r.conns(), stderr)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -32,6 +33,11 @@ const (
 	pongWait     = 60 * time.Second
 	pingInterval = 25 * time.Second
 	writeWait    = 10 * time.Second
+	// writerLinger is how long a writer goroutine with nothing to write waits for more before it exits:
+	// long enough to span the gaps of a steady stream (a fan-out at 100 changes/s writes every 10 ms),
+	// short enough that a burst of new connections (each writes hello and a first sync) does not keep a
+	// writer, and its stack, per connection for long.
+	writerLinger = 50 * time.Millisecond
 	// maxCoalesce caps one outbound message so one busy connection does not delay its own frames unboundedly.
 	maxCoalesce = 256 << 10
 )
@@ -43,12 +49,14 @@ var ErrClosed = errors.New("wsconn: connection closed")
 type Options struct {
 	MaxMessageBytes int // a larger inbound message closes the socket with 1009
 	OutboundBytes   int // queued bytes beyond this close the socket with 4008 (slow consumer)
+
+	pongWait time.Duration // 0: pongWait (tests shorten it)
 }
 
 // Conn is a WebSocket with a bounded outbound queue. Send may be called from any goroutine.
 //
-// The writer goroutine runs only while there is something to write: an idle connection costs no goroutine
-// but its reader's, which matters at tens of thousands of connections.
+// The writer goroutine runs only while there is something to write (and writerLinger after): an idle
+// connection costs no goroutine but its reader's, which matters at tens of thousands of connections.
 type Conn struct {
 	ws  *websocket.Conn
 	opt Options
@@ -63,13 +71,31 @@ type Conn struct {
 	closeText string
 	finished  bool // the close frame went out (or could not) and the socket is closed
 	ping      *time.Timer
+	wake      chan struct{} // set while the writer lingers (waits for more before it exits)
 
-	done chan struct{} // closed when the socket is closed
+	done chan struct{} // closed when the socket is closed; made by the first Done (most connections never ask)
+
+	// the reader's: one reader goroutine at a time
+	nc       *netConn  // the socket, when upgraded by Upgrade (nil: gorilla's own reads only)
+	deadline time.Time // the read deadline: pongWait after the last sign of life
+	// when await got data, the last time and the time before: a connection whose data come less than
+	// idleLinger apart is busy, and its reader lingers
+	lastData, prevData time.Time
+
+	lastWriterEnd time.Time // when the last writer goroutine ended (under mu)
+	fn            func(frame []byte)
+	end           func(error)
 }
 
-// New wraps ws. The caller runs ReadLoop in its own goroutine (usually the HTTP handler's).
+// New wraps ws (best upgraded by Upgrade). The caller then starts the reader with Serve or ReadLoop.
 func New(ws *websocket.Conn, opt Options) *Conn {
-	c := &Conn{ws: ws, opt: opt, done: make(chan struct{})}
+	if opt.pongWait == 0 {
+		opt.pongWait = pongWait
+	}
+	c := &Conn{ws: ws, opt: opt}
+	if nc, ok := ws.NetConn().(*netConn); ok && nc.raw != nil {
+		c.nc = nc
+	}
 	ws.SetReadLimit(int64(opt.MaxMessageBytes))
 	c.ping = time.AfterFunc(pingInterval, c.pingNow)
 	return c
@@ -123,14 +149,31 @@ func (c *Conn) pingNow() {
 }
 
 func (c *Conn) startWriterLocked() {
-	if !c.writing && !c.finished {
+	switch {
+	case c.finished:
+	case !c.writing:
 		c.writing = true
 		go c.writeLoop()
+	case c.wake != nil: // the writer is lingering: wake it
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
 // Done is closed when the connection has been closed.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.finished {
+			close(c.done)
+		}
+	}
+	return c.done
+}
 
 // CloseCode is the code the server closed with (0 while open or when the peer went away first).
 func (c *Conn) CloseCode() int {
@@ -140,54 +183,194 @@ func (c *Conn) CloseCode() int {
 }
 
 // ReadLoop reads messages until the socket ends, calling fn for each '\n'-separated frame (empty pieces
-// skipped). The slice passed to fn is reused: fn must copy what it keeps.
+// skipped), and returns the error that ended it. The slice passed to fn is reused: fn must copy what it
+// keeps. Frames are handled one at a time, in order; fn may run on other goroutines than the caller's
+// (see Serve), never on two at once.
 func (c *Conn) ReadLoop(fn func(frame []byte)) error {
-	defer c.Close(CloseNormal, "")
-	c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
-	var buf bytes.Buffer
+	end := make(chan error, 1)
+	c.Serve(fn, func(err error) { end <- err })
+	return <-end
+}
+
+// Serve reads the connection on goroutines of its own, as ReadLoop does, and calls end once with the
+// error that ended the reading (the socket is then closing). It returns at once.
+//
+// A quiet connection upgraded by Upgrade costs no more than a 2 KB goroutine stack: the wait is shallow
+// (poll.go), and a goroutine that has handled messages (whose stack may have grown) hands the wait to a
+// fresh one as soon as the connection is not busy (readLoop, idleLinger).
+func (c *Conn) Serve(fn func(frame []byte), end func(error)) {
+	c.fn, c.end = fn, end
+	c.startReading()
+	go c.readLoop(true)
+}
+
+// readLoop reads until the socket ends. A goroutine that has handled a message (its stack may have grown
+// with the handler) waits for the next one itself for idleLinger at most; a connection quiet for longer
+// waits on a fresh goroutine, whose stack is small. readLoop's own frame is small: it is on the stack
+// while the goroutine waits.
+func (c *Conn) readLoop(fresh bool) {
 	for {
-		typ, r, err := c.ws.NextReader()
-		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				c.Close(CloseNoPong, "nothing received (not even a pong) for too long")
-			}
-			return err
-		}
-		c.ws.SetReadDeadline(time.Now().Add(pongWait))
-		if typ != websocket.TextMessage {
-			io.Copy(io.Discard, r)
-			continue
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.Close(CloseTooBig, "message exceeds the hard size limit")
-			}
-			return err
-		}
-		msg := buf.Bytes()
-		for len(msg) > 0 {
-			i := bytes.IndexByte(msg, '\n')
-			var f []byte
-			if i < 0 {
-				f, msg = msg, nil
-			} else {
-				f, msg = msg[:i], msg[i+1:]
-			}
-			if len(bytes.TrimSpace(f)) > 0 {
-				fn(f)
+		if nc := c.nc; nc != nil {
+			// Pongs alone are not handed to gorilla, whose NextReader would then wait for the next frame
+			// on a deep stack.
+			nc.skipPongs(c)
+			if nc.br.Buffered() == 0 {
+				if err := c.await(fresh); err != nil {
+					if err == errLinger {
+						go c.readLoop(true)
+						return
+					}
+					c.readEnded(err)
+					return
+				}
+				continue
 			}
 		}
-		if buf.Cap() > 64<<10 {
-			buf = bytes.Buffer{} // one large message should not pin a large buffer for the connection's life
+		if err := c.readNext(); err != nil {
+			c.readEnded(err)
+			return
 		}
+		fresh = false
 	}
 }
 
+// idleLinger is how long a reader goroutine that has handled messages waits for the next before it hands
+// the wait to a fresh goroutine: a busy connection keeps its goroutine (and its grown stack), an idle one
+// costs a small stack. Only busy connections (data less than idleLinger apart) linger at all, and not for
+// long, so that a burst of new connections (each sends a sub) does not hold a grown stack per connection
+// at once: the process would keep that memory after the burst.
+const idleLinger = 100 * time.Millisecond
+
+var errLinger = errors.New("wsconn: quiet for idleLinger")
+
+// await waits for the next bytes of the socket (the read buffer is empty). Without fresh it gives up
+// after idleLinger with errLinger. Data moves the read deadline, as a message or a pong does.
+//
+//go:noinline
+func (c *Conn) await(fresh bool) error {
+	now := time.Now()
+	if !fresh && c.lastData.Sub(c.prevData) >= idleLinger {
+		return errLinger // not a busy connection (its last data came long after the data before): no lingering
+	}
+	deadline := c.deadline
+	if d := now.Add(idleLinger); !fresh && d.Before(deadline) {
+		deadline = d
+	}
+	c.ws.SetReadDeadline(deadline)
+	err := c.nc.await()
+	if err == nil {
+		c.prevData, c.lastData = c.lastData, time.Now()
+		c.onPong("")
+		return nil
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() && !fresh && time.Now().Before(c.deadline) {
+		return errLinger
+	}
+	return err
+}
+
+// readNext reads one message with gorilla and hands its frames to fn.
+//
+//go:noinline
+func (c *Conn) readNext() error {
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		return err
+	}
+	return c.readMessage(typ, r, c.fn)
+}
+
+//go:noinline
+func (c *Conn) readEnded(err error) {
+	c.readFailed(err)
+	c.end(err)
+}
+
+//go:noinline
+func (c *Conn) startReading() {
+	c.ws.SetPongHandler(c.onPong)
+	c.onPong("")
+}
+
+func (c *Conn) onPong(string) error {
+	c.deadline = time.Now().Add(c.opt.pongWait)
+	return c.ws.SetReadDeadline(c.deadline)
+}
+
+// readFailed closes the connection after the reader's error (1000, or 4010 when the peer fell silent;
+// a close already under way keeps its own code).
+//
+//go:noinline
+func (c *Conn) readFailed(err error) {
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.Close(CloseNoPong, "nothing received (not even a pong) for too long")
+	}
+	c.Close(CloseNormal, "")
+}
+
+// readMessage reads one message and hands its frames to fn.
+//
+//go:noinline
+func (c *Conn) readMessage(typ int, r io.Reader, fn func(frame []byte)) error {
+	if c.nc == nil {
+		c.onPong("") // (await did when there is a netConn)
+	}
+	if typ != websocket.TextMessage {
+		io.Copy(io.Discard, r)
+		return nil
+	}
+	// The message buffer comes from a pool and goes back once the message's frames are handled: an
+	// idle connection holds none.
+	buf := readBufs.Get().(*bytes.Buffer)
+	defer putReadBuf(buf)
+	if _, err := buf.ReadFrom(r); err != nil {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			c.Close(CloseTooBig, "message exceeds the hard size limit")
+		}
+		return err
+	}
+	msg := buf.Bytes()
+	for len(msg) > 0 {
+		i := bytes.IndexByte(msg, '\n')
+		var f []byte
+		if i < 0 {
+			f, msg = msg, nil
+		} else {
+			f, msg = msg[:i], msg[i+1:]
+		}
+		if len(bytes.TrimSpace(f)) > 0 {
+			fn(f)
+		}
+	}
+	return nil
+}
+
+var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putReadBuf(b *bytes.Buffer) {
+	if b.Cap() > 64<<10 {
+		return // one large message should not pin a large buffer
+	}
+	b.Reset()
+	readBufs.Put(b)
+}
+
 // writeLoop writes until nothing is left to write, then exits; Send, a due ping or Close start it again.
+//
+// Before it exits, it waits writerLinger for more: a connection written to often keeps one writer (whose
+// stack has grown to what writing takes) instead of starting one, and growing its stack, per frame.
 func (c *Conn) writeLoop() {
 	var batch [][]byte
+	var linger *time.Timer
+	var fired atomic.Bool
+	var period time.Duration
+	var lastWrite time.Time
+	c.mu.Lock()
+	// Only a connection written to often lingers (its last writer ended a moment ago): one that gets a
+	// frame now and then, or just its first frames, lets its writer go at once.
+	mayLinger := time.Since(c.lastWriterEnd) < writerLinger
+	c.mu.Unlock()
+	lingered := false
 	for {
 		c.mu.Lock()
 		batch, c.queue = c.queue, batch[:0]
@@ -195,11 +378,47 @@ func (c *Conn) writeLoop() {
 		ping, closing, code, text := c.pingDue, c.closing, c.closeCode, c.closeText
 		c.pingDue = false
 		if len(batch) == 0 && !ping && !closing {
-			c.writing = false
+			if lingered || !mayLinger {
+				c.writing, c.wake = false, nil
+				c.lastWriterEnd = time.Now()
+				c.mu.Unlock()
+				if linger != nil {
+					linger.Stop()
+				}
+				return
+			}
+			if c.wake == nil {
+				c.wake = make(chan struct{}, 1)
+			}
+			wake := c.wake
 			c.mu.Unlock()
-			return
+			if linger == nil {
+				// Armed once, not at every wait (a busy socket waits often), and it wakes the writer
+				// through the same channel as Send: a select on a timer's channel costs the runtime a
+				// timer update at every wait. While the writer keeps finding work, the timer wakes it
+				// less and less often (up to once a second).
+				period = writerLinger
+				linger = time.AfterFunc(period, func() {
+					fired.Store(true)
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				})
+			}
+			<-wake
+			if fired.Swap(false) {
+				if time.Since(lastWrite) >= writerLinger {
+					lingered = true
+				} else {
+					period = min(2*period, time.Second)
+					linger.Reset(period)
+				}
+			}
+			continue
 		}
 		c.mu.Unlock()
+		lingered, lastWrite = false, time.Now()
 		err := c.writeFrames(batch)
 		clear(batch)
 		if err == nil && ping {
@@ -212,6 +431,9 @@ func (c *Conn) writeLoop() {
 				c.ws.SetWriteDeadline(time.Now().Add(time.Second))
 				c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
 			}
+			if linger != nil {
+				linger.Stop()
+			}
 			c.finish()
 			return
 		}
@@ -222,11 +444,13 @@ func (c *Conn) writeLoop() {
 func (c *Conn) finish() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closing, c.finished, c.writing = true, true, false
+	c.closing, c.finished, c.writing, c.wake = true, true, false, nil
 	c.queue, c.queued = nil, 0
 	c.ping.Stop()
 	c.ws.Close()
-	close(c.done)
+	if c.done != nil {
+		close(c.done)
+	}
 }
 
 // writeFrames writes queued frames as few messages as possible: frames joined by '\n'.
