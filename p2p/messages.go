@@ -68,7 +68,7 @@ func msgID(user, id string) string {
 // store appends record to the conversation and returns its sequence and the stored record (the original
 // one for a resend).
 func (s *Service) store(ctx context.Context, conv, from, to, id string, record, body []byte) (seq uint64, stored []byte, dup bool, werr *WireError) {
-	unlock := s.convMu.lock(conv)
+	unlock := s.convMu.Lock(conv)
 	defer unlock()
 	h, ok := s.heads.get(conv)
 	if !ok {

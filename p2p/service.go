@@ -19,6 +19,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/keyed"
 )
 
 const (
@@ -47,7 +48,9 @@ type Service struct {
 
 	friends *friendCache
 	heads   *headCache
-	convMu  keyedMutex
+	// convMu is per conversation: one instance never races itself for the next sequence (other instances
+	// are kept out by the stream's compare-and-set).
+	convMu  keyed.Mutex
 	known   boundedSet // users known to have connected once
 	indexed boundedSet // conversations whose index entries exist
 

@@ -81,7 +81,7 @@ func (c *conn) open() (int, string, error) {
 		}
 		return closeInternal, "cannot subscribe to deliveries; reconnect", err
 	}
-	unlock := s.presence.lock(c.ident.User)
+	unlock := s.presence.Lock(c.ident.User)
 	limits, err := s.hello(c.ident.User, c.device, c.id)
 	unlock()
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rso-server/rso/internal/keyed"
 )
 
 // ErrServerClosed is returned by ServeTCP after Shutdown.
@@ -35,7 +37,7 @@ type Server struct {
 	node string // this node's id: its key in RSO_RELAY_NODES and the "node" of its requests
 
 	nodes    jetstream.KeyValue
-	presence keyedMutex // per user id: this node's hello and bye requests go out one at a time, in order
+	presence keyed.Mutex // per user id: this node's hello and bye requests go out one at a time, in order
 
 	ctx     context.Context // background work; ends at Shutdown
 	cancel  context.CancelFunc
@@ -287,7 +289,7 @@ func (s *Server) expire(u *user) {
 		return
 	}
 	defer s.wg.Done()
-	unlock := s.presence.lock(u.id)
+	unlock := s.presence.Lock(u.id)
 	defer unlock()
 	s.mu.Lock()
 	u.mu.Lock()
@@ -314,7 +316,7 @@ func (s *Server) retryByes() {
 	}
 	s.mu.Unlock()
 	for _, id := range ids {
-		unlock := s.presence.lock(id)
+		unlock := s.presence.Lock(id)
 		s.mu.Lock()
 		_, back := s.users[id]
 		delete(s.pendingBye, id)
@@ -422,7 +424,7 @@ func (s *Server) reannounce() {
 	}
 	s.mu.Unlock()
 	for _, id := range ids {
-		unlock := s.presence.lock(id)
+		unlock := s.presence.Lock(id)
 		s.mu.Lock()
 		u := s.users[id]
 		live := false
