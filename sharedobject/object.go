@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/rso-server/rso/internal/wsconn"
 )
 
 // object is this node's replica of one shared object: the state rebuilt from the object's log, the local
@@ -189,9 +191,9 @@ func (o *object) applyLocked(seq uint64, e *entry) {
 			if op.msg.ID != "" {
 				o.state.RememberMessage(op.msg.User, op.msg.ID)
 			}
-			f := messageFrame(o.key.name, o.key.persistent, op.msg)
+			f := wsconn.NewShared(messageFrame(o.key.name, o.key.persistent, op.msg))
 			for s := range o.subs {
-				s.send(f)
+				s.sendShared(f)
 			}
 		case op.lock != nil:
 			o.state.Lock = *op.lock
@@ -225,12 +227,12 @@ func (o *object) applyCommitLocked(c *Commit) {
 		}
 		others = f.end()
 	}
-	for s := range o.subs {
-		if s.origin == c.Origin {
-			continue
-		}
-		if others != nil {
-			s.send(others)
+	if others != nil {
+		f := wsconn.NewShared(others)
+		for s := range o.subs {
+			if s.origin != c.Origin {
+				s.sendShared(f)
+			}
 		}
 	}
 	if reply != nil {

@@ -151,6 +151,9 @@ func (n *Node) helloFrame(sid, user string) []byte {
 
 func (s *session) send(frame []byte) { s.conn.Send(frame) }
 
+// sendShared queues a frame that many sessions get (a broadcast).
+func (s *session) sendShared(f *wsconn.Shared) { s.conn.SendShared(f) }
+
 func (s *session) close(code int, text string) { s.conn.Close(code, text) }
 
 // handle runs one frame; frames of one connection are handled in order, on its reader goroutine.

@@ -62,7 +62,7 @@ type Conn struct {
 	opt Options
 
 	mu        sync.Mutex
-	queue     [][]byte
+	queue     []outFrame
 	queued    int
 	writing   bool // a writer goroutine is running
 	pingDue   bool
@@ -101,9 +101,38 @@ func New(ws *websocket.Conn, opt Options) *Conn {
 	return c
 }
 
+// outFrame is a queued frame, and its prepared WebSocket frame when it is a broadcast.
+type outFrame struct {
+	b  []byte
+	sh *Shared
+}
+
+// Shared is a frame sent to many connections (a broadcast). A connection that has only this frame to write
+// writes the WebSocket frame prepared once for all of them, so the frame's bytes are neither copied nor
+// framed again per connection.
+type Shared struct {
+	data []byte
+	once sync.Once
+	pm   *websocket.PreparedMessage
+}
+
+// NewShared wraps frame, which must not be changed afterwards.
+func NewShared(frame []byte) *Shared { return &Shared{data: frame} }
+
+func (s *Shared) prepared() *websocket.PreparedMessage {
+	s.once.Do(func() { s.pm, _ = websocket.NewPreparedMessage(websocket.TextMessage, s.data) })
+	return s.pm
+}
+
 // Send queues one frame. The bytes are not copied: a frame built once may be sent to many connections and
 // must not be changed afterwards. When the queue is over its bound the connection is closed as slow.
-func (c *Conn) Send(frame []byte) error {
+func (c *Conn) Send(frame []byte) error { return c.send(outFrame{b: frame}) }
+
+// SendShared queues a broadcast frame, as Send does.
+func (c *Conn) SendShared(s *Shared) error { return c.send(outFrame{b: s.data, sh: s}) }
+
+func (c *Conn) send(out outFrame) error {
+	frame := out.b
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -113,7 +142,7 @@ func (c *Conn) Send(frame []byte) error {
 		c.closeLocked(CloseSlowConsumer, "slow consumer: outbound queue full; reconnect and resync")
 		return ErrClosed
 	}
-	c.queue = append(c.queue, frame)
+	c.queue = append(c.queue, out)
 	c.queued += len(frame)
 	c.startWriterLocked()
 	return nil
@@ -360,7 +389,7 @@ func putReadBuf(b *bytes.Buffer) {
 // Before it exits, it waits writerLinger for more: a connection written to often keeps one writer (whose
 // stack has grown to what writing takes) instead of starting one, and growing its stack, per frame.
 func (c *Conn) writeLoop() {
-	var batch [][]byte
+	var batch []outFrame
 	var linger *time.Timer
 	var fired atomic.Bool
 	var period time.Duration
@@ -453,8 +482,15 @@ func (c *Conn) finish() {
 	}
 }
 
-// writeFrames writes queued frames as few messages as possible: frames joined by '\n'.
-func (c *Conn) writeFrames(frames [][]byte) error {
+// writeFrames writes queued frames as few messages as possible: frames joined by '\n'. A broadcast frame
+// alone (the usual case when frames come slower than the socket takes them) goes out prepared.
+func (c *Conn) writeFrames(frames []outFrame) error {
+	if len(frames) == 1 && frames[0].sh != nil {
+		if pm := frames[0].sh.prepared(); pm != nil {
+			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+			return c.ws.WritePreparedMessage(pm)
+		}
+	}
 	for len(frames) > 0 {
 		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
 		w, err := c.ws.NextWriter(websocket.TextMessage)
@@ -463,12 +499,12 @@ func (c *Conn) writeFrames(frames [][]byte) error {
 		}
 		size := 0
 		n := 0
-		for n < len(frames) && (n == 0 || size+len(frames[n]) <= maxCoalesce) {
+		for n < len(frames) && (n == 0 || size+len(frames[n].b) <= maxCoalesce) {
 			if n > 0 {
 				w.Write([]byte{'\n'})
 			}
-			w.Write(frames[n])
-			size += len(frames[n]) + 1
+			w.Write(frames[n].b)
+			size += len(frames[n].b) + 1
 			n++
 		}
 		if err := w.Close(); err != nil {
