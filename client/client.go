@@ -439,10 +439,11 @@ func (c *Conn) route(f frame, recv time.Time) error {
 	f.ev.Recv = recv
 	select {
 	case c.events <- f.ev:
-		return nil
 	case <-c.closing:
-		return ErrClosed
+		// Dropped, but the reader goes on until the server answers the close: a socket closed with unread
+		// data is reset, and the reset can destroy the close frame before the server reads it.
 	}
+	return nil
 }
 
 // answer delivers r to the request waiting for id, if any.
