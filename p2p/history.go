@@ -14,10 +14,15 @@ import (
 // (after a login: every conversation of the user, with what came after the user's last "delivered").
 // Both read messages by their subjects with pipelined direct gets.
 
-// maxAnswerBytes bounds the messages in one answer, below what NATS carries in one reply.
+// maxAnswerBytes bounds one history or sync answer: well below what NATS carries in one reply, and below
+// the relay's outbound queue (4 MiB by default), so that an answer never closes its client as slow (4008)
+// and the next login could never make progress.
 func (s *Service) maxAnswerBytes() int {
-	return int(min(s.nc.MaxPayload()-64<<10, 4<<20))
+	return int(min(s.nc.MaxPayload()/2, 1<<20))
 }
+
+// convEntryBytes is what a conversation's entry in a sync answer costs, messages aside.
+func convEntryBytes(peer string) int { return 160 + 2*len(peer) }
 
 // readRange reads the messages from..to (inclusive) of a conversation, in order; missing ones are skipped.
 func (s *Service) readRange(ctx context.Context, conv string, from, to uint64) ([]seqRecord, error) {
@@ -163,6 +168,9 @@ func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *Wire
 	}
 	bytesLeft := s.maxAnswerBytes()
 	for i := range convs {
+		bytesLeft -= convEntryBytes(convs[i].peer)
+	}
+	for i := range convs {
 		cv := &convs[i]
 		if m := lasts[i]; m != nil {
 			_, cv.last, _ = seqOfSubject(m.subject)
@@ -181,7 +189,7 @@ func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *Wire
 			continue
 		}
 		n := min(cv.last-cv.after, uint64(budget))
-		if n > 0 {
+		if n > 0 && bytesLeft > 0 {
 			msgs, err := s.readRange(ctx, cv.conv, cv.after+1, cv.after+n)
 			if err != nil {
 				return nil, unavailable("cannot read messages", err)

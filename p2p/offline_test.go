@@ -2,9 +2,13 @@ package p2p_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/relay"
 )
 
 // Bob is offline; Alice's messages wait. Everything stops (relays, services, NATS) and starts again on the
@@ -99,5 +103,45 @@ func TestSyncPages(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[1 2 3 4 5 6 7 8 9 10 11 12]" {
 		t.Fatalf("paged sync got %v", got)
+	}
+}
+
+// A backlog larger than a client's outbound queue comes in pages of bounded size: a sync answer must never
+// be so large that the relay closes the client as slow (4008), or the next login would fail the same way.
+func TestLargeBacklogSyncsInBoundedPages(t *testing.T) {
+	c := newCluster(t, 1, "", func(_ *p2p.Config, r *relay.Config) {
+		r.Limits.MessagesPerSecond, r.Limits.FramesPerSecond = 10000, 10000
+	})
+	alice := dialWS(t, c.nodes[0], "alice", "")
+	bob := dialWS(t, c.nodes[0], "bob", "")
+	bob.close()
+	text := strings.Repeat("x", 15000)
+	const n = 300 // 4.5 MB in all: more than the 4 MiB outbound queue
+	for i := 1; i <= n; i++ {
+		alice.mustSend("bob", text)
+	}
+	bob = dialWS(t, c.nodes[0], "bob", "")
+	count, pages, after := 0, 0, uint64(0)
+	for {
+		s := bob.call(map[string]any{"op": "sync", "after": map[string]any{"alice": after}})
+		if s.Get("op").Str != "sync" {
+			t.Fatalf("sync after %d: %s", after, s.Raw)
+		}
+		pages++
+		cv := s.Get(`convs.#(peer=="alice")`)
+		cv.Get("messages").ForEach(func(_, m gjson.Result) bool {
+			if m.Get("seq").Uint() != after+1 {
+				t.Fatalf("seq %d after %d", m.Get("seq").Uint(), after)
+			}
+			after = m.Get("seq").Uint()
+			count++
+			return true
+		})
+		if !cv.Get("more").Bool() {
+			break
+		}
+	}
+	if count != n || pages < 5 {
+		t.Fatalf("got %d messages in %d pages, want %d in pages of at most 1 MiB", count, pages, n)
 	}
 }

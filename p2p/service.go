@@ -71,7 +71,9 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	// Async publishes (the conversation index) give up after natsTimeout, so acks that never come cannot
+	// fill the pending window and stall every new conversation.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(natsTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -278,10 +280,11 @@ func (s *Service) onFrame(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	frame := jsonx.RawBytes(m.Data, raw)
-	if out := s.handle(ctx, c, frame); len(out) > 0 {
-		m.Respond(out)
-	} else {
-		m.Respond([]byte{})
+	out := s.handle(ctx, c, frame)
+	if err := m.Respond(out); err != nil {
+		// Too large for NATS, or the connection is gone: the relay must not wait for its timeout.
+		s.log.Warn("cannot answer a frame", "user", c.user, "bytes", len(out), "err", err)
+		m.Respond(errorFrame(wireErr(CodeInternal, "the answer could not be sent (%d bytes): %v", len(out), err), peekID(frame)))
 	}
 }
 
