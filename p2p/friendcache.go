@@ -18,11 +18,15 @@ import (
 //   - every change made by the friends service is announced on rso.friends.changed.<user> with the new
 //     list, which replaces the cached one on every instance at once;
 //   - entries older than FriendsCacheTTL are fetched again (a bound on a lost announcement), and the whole
-//     cache is dropped when the NATS connection comes back.
+//     cache is dropped when the NATS connection comes back;
+//   - every list comes with its revision in RSO_FRIENDS (0: never stored, the empty list), and a list
+//     older than the cached one is ignored, so that a slow get reply processed after a newer change notice
+//     cannot bring back, say, a list without a block.
 
 type cachedList struct {
 	list FriendList
 	hash string
+	rev  uint64 // revision of the list in RSO_FRIENDS; 0 = never stored
 	at   time.Time
 }
 
@@ -47,10 +51,18 @@ func (c *friendCache) get(user string) (*cachedList, bool) {
 	return e, true
 }
 
-func (c *friendCache) put(user string, list FriendList) *cachedList {
-	e := &cachedList{list: list, hash: list.Hash(), at: time.Now()}
+// put caches user's list at revision rev and returns the entry to use: the given list, or the cached one
+// if that is newer (a higher revision, still fresh). Revisions only grow while a list exists, and a list
+// once stored is never deleted, so 0 (never stored) is older than any other. An expired entry gives way to
+// anything: its revision could come from a bucket that has been recreated since.
+func (c *friendCache) put(user string, list FriendList, rev uint64) *cachedList {
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if old, ok := c.m[user]; ok && old.rev > rev && now.Sub(old.at) <= c.ttl {
+		return old
+	}
+	e := &cachedList{list: list, hash: list.Hash(), rev: rev, at: now}
 	if len(c.m) >= c.max {
 		forgetHalf(c.m)
 	}
@@ -73,7 +85,9 @@ type friendsMsg struct {
 	ExceptConn string      `json:"except_conn,omitempty"` // notice: the same connection, for the user who asked
 	Hash       string      `json:"hash,omitempty"`
 	List       *FriendList `json:"list,omitempty"`
+	Rev        uint64      `json:"rev,omitempty"`        // list's revision in RSO_FRIENDS (absent: never stored)
 	OtherList  *FriendList `json:"other_list,omitempty"` // update reply: the other user's new list
+	OtherRev   uint64      `json:"other_rev,omitempty"`  // and its revision
 	Error      *WireError  `json:"error,omitempty"`
 }
 
@@ -107,7 +121,7 @@ func (s *Service) fetchFriends(ctx context.Context, user string) (*cachedList, *
 	if r.List == nil {
 		r.List = &FriendList{}
 	}
-	return s.friends.put(user, *r.List), nil
+	return s.friends.put(user, *r.List, r.Rev), nil
 }
 
 func (s *Service) askFriends(ctx context.Context, subject string, req friendsMsg, out *friendsMsg) *WireError {
@@ -133,7 +147,7 @@ func (s *Service) onFriendsChanged(_ context.Context, m *nats.Msg) {
 	if json.Unmarshal(m.Data, &n) != nil || n.User == "" || n.List == nil {
 		return
 	}
-	s.friends.put(n.User, *n.List)
+	s.friends.put(n.User, *n.List, n.Rev)
 }
 
 // onFriendsChangedPush (one instance, queue group) sends the new list to the user's devices, with the
@@ -177,9 +191,9 @@ func (s *Service) friendAction(ctx context.Context, c caller, f *request) ([]byt
 	// Cache the other side's list now too: its change notice may arrive after the next presence change of
 	// either user, which must already reach the new friend.
 	if r.OtherList != nil {
-		s.friends.put(f.user, *r.OtherList)
+		s.friends.put(f.user, *r.OtherList, r.OtherRev)
 	}
-	return s.friendsFrame(ctx, f.id, s.friends.put(c.user, *r.List), false), nil
+	return s.friendsFrame(ctx, f.id, s.friends.put(c.user, *r.List, r.Rev), false), nil
 }
 
 type presenceItem struct {

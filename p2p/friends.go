@@ -131,11 +131,11 @@ func (f *Friends) Shutdown(ctx context.Context) error {
 
 func (f *Friends) get(ctx context.Context, req friendsMsg) friendsMsg {
 	f.gets.Add(1)
-	l, _, err := f.load(ctx, req.User)
+	l, rev, err := f.load(ctx, req.User)
 	if err != nil {
 		return friendsMsg{Error: unavailable("cannot read the friend list", err)}
 	}
-	return friendsMsg{User: req.User, Hash: l.Hash(), List: &l}
+	return friendsMsg{User: req.User, Hash: l.Hash(), List: &l, Rev: rev}
 }
 
 // update applies an action to both lists. The two writes are separate compare-and-sets (the other side's
@@ -159,17 +159,19 @@ func (f *Friends) update(ctx context.Context, req friendsMsg) friendsMsg {
 		if werr != nil {
 			return friendsMsg{Error: werr}
 		}
-		if err := f.store(ctx, req.Other, &theirs, &newTheirs, theirRev, ""); errors.Is(err, errConflict) {
+		theirNewRev, err := f.store(ctx, req.Other, &theirs, &newTheirs, theirRev, "")
+		if errors.Is(err, errConflict) {
 			continue
 		} else if err != nil {
 			return friendsMsg{Error: unavailable("cannot store the friend list", err)}
 		}
-		if err := f.store(ctx, req.User, &mine, &newMine, myRev, req.Conn); errors.Is(err, errConflict) {
+		myNewRev, err := f.store(ctx, req.User, &mine, &newMine, myRev, req.Conn)
+		if errors.Is(err, errConflict) {
 			continue
 		} else if err != nil {
 			return friendsMsg{Error: unavailable("cannot store the friend list", err)}
 		}
-		return friendsMsg{User: req.User, Hash: newMine.Hash(), List: &newMine, OtherList: &newTheirs}
+		return friendsMsg{User: req.User, Hash: newMine.Hash(), List: &newMine, Rev: myNewRev, OtherList: &newTheirs, OtherRev: theirNewRev}
 	}
 	return friendsMsg{Error: wireErr(CodeBusy, "the friend lists changed too often at once; retry")}
 }
@@ -190,19 +192,21 @@ func (f *Friends) load(ctx context.Context, user string) (FriendList, uint64, er
 }
 
 // store writes a changed list (compare-and-set on rev) and announces it; an unchanged one is left alone.
-func (f *Friends) store(ctx context.Context, user string, old, l *FriendList, rev uint64, exceptConn string) error {
+// It returns the list's revision in RSO_FRIENDS: the new one, or rev if nothing changed.
+func (f *Friends) store(ctx context.Context, user string, old, l *FriendList, rev uint64, exceptConn string) (uint64, error) {
 	v := l.canonical()
 	if string(v) == string(old.canonical()) {
-		return nil
+		return rev, nil
 	}
-	if _, err := f.kv.Update(ctx, userToken(user), v, rev); errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		return errConflict
+	newRev, err := f.kv.Update(ctx, userToken(user), v, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, errConflict
 	} else if err != nil {
-		return err
+		return 0, err
 	}
-	b, _ := json.Marshal(friendsMsg{User: user, Hash: l.Hash(), List: l, ExceptConn: exceptConn})
+	b, _ := json.Marshal(friendsMsg{User: user, Hash: l.Hash(), List: l, Rev: newRev, ExceptConn: exceptConn})
 	if err := f.nc.Publish(subjFriendsChangedPrefix+userToken(user), b); err != nil {
 		f.log.Warn("friend list change not announced", "user", user, "err", err)
 	}
-	return nil
+	return newRev, nil
 }

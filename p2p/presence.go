@@ -25,6 +25,13 @@ import (
 // each service instance looks every SweepInterval for nodes that have users (h.<node>) but no key, and
 // takes their users offline (n.<node>.<user> lists them). A node that was only cut off and comes back
 // announces its users again.
+//
+// A node that comes back while an instance is still sweeping it must not lose its users to that sweep.
+// The node writes its key before it announces anyone again, so the sweep reads the key again for each user,
+// between reading the user's record and its compare-and-set; and every hello rewrites the markers and the
+// record even when the record already lists the node, so that a sweep which read the record before the
+// hello loses its compare-and-set, reads again and sees the key. Markers are removed only at the revision
+// read before the record changed: one rewritten meanwhile by a hello stays.
 
 // presenceRecord is the value of u.<user>.
 type presenceRecord struct {
@@ -77,7 +84,7 @@ func (s *Service) onBye(ctx context.Context, m *nats.Msg) {
 		respondJSON(m, map[string]any{"error": wireErr(CodeBadFrame, "bye needs user and node")})
 		return
 	}
-	if werr := s.presenceDown(ctx, r.User, r.Node); werr != nil {
+	if _, werr := s.presenceDown(ctx, r.User, r.Node, false); werr != nil {
 		respondJSON(m, map[string]any{"error": werr})
 		return
 	}
@@ -89,15 +96,11 @@ func respondJSON(m *nats.Msg, v any) {
 	m.Respond(b)
 }
 
+// presenceUp puts node in user's record. The markers go first (whoever finds the user on this node can
+// then find the node's users), and both they and the record are written even when the record lists the
+// node already: a sweep of this node that began before the node came back may be about to remove it (see
+// above), and the write makes its compare-and-set fail.
 func (s *Service) presenceUp(ctx context.Context, user, node string) *WireError {
-	rec, _, err := s.loadPresence(ctx, user)
-	if err != nil {
-		return unavailable("cannot read presence", err)
-	}
-	if slices.Contains(rec.Nodes, node) {
-		return nil
-	}
-	// The markers go first: whoever finds the user on this node can then find the node's users.
 	if _, err := s.presence.Put(ctx, nodeHasUsersKey(node), []byte(node)); err != nil {
 		return unavailable("cannot record presence", err)
 	}
@@ -105,20 +108,43 @@ func (s *Service) presenceUp(ctx context.Context, user, node string) *WireError 
 		return unavailable("cannot record presence", err)
 	}
 	return s.changePresence(ctx, user, func(r *presenceRecord) bool {
-		if slices.Contains(r.Nodes, node) {
-			return false
+		if !slices.Contains(r.Nodes, node) {
+			if len(r.Nodes) == 0 {
+				r.Status = StatusOnline
+			}
+			r.Nodes = append(r.Nodes, node)
+			slices.Sort(r.Nodes)
 		}
-		if len(r.Nodes) == 0 {
-			r.Status = StatusOnline
-		}
-		r.Nodes = append(r.Nodes, node)
-		slices.Sort(r.Nodes)
-		return true
+		return true // written even if unchanged: a new revision for a sweep that read the old one
 	})
 }
 
-func (s *Service) presenceDown(ctx context.Context, user, node string) *WireError {
-	werr := s.changePresence(ctx, user, func(r *presenceRecord) bool {
+// errNodeBack stops a sweep's change: the node's key is there again.
+var errNodeBack = errors.New("node is back")
+
+// presenceDown removes node from user's record and then the user's marker on that node, unless a hello
+// rewrote the marker meanwhile. sweeping (the node's key was missing): the key is read again between
+// reading the record and changing it, and if it is back nothing is changed and back is true.
+func (s *Service) presenceDown(ctx context.Context, user, node string, sweeping bool) (back bool, werr *WireError) {
+	var markerRev uint64 // the marker's revision read before the record changed; 0: no marker
+	var checkErr error
+	werr = s.changePresence(ctx, user, func(r *presenceRecord) bool {
+		markerRev = 0
+		if e, err := s.presence.Get(ctx, nodeMarkerKey(node, user)); err == nil {
+			markerRev = e.Revision()
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			checkErr = err
+			return false
+		}
+		if sweeping {
+			if _, err := s.nodes.Get(ctx, node); err == nil {
+				checkErr = errNodeBack
+				return false
+			} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+				checkErr = err
+				return false
+			}
+		}
 		i := slices.Index(r.Nodes, node)
 		if i < 0 {
 			return false
@@ -129,10 +155,19 @@ func (s *Service) presenceDown(ctx context.Context, user, node string) *WireErro
 		}
 		return true
 	})
-	if werr == nil {
-		s.presence.Purge(ctx, nodeMarkerKey(node, user), jetstream.PurgeTTL(markerTTL))
+	switch {
+	case werr != nil:
+		return false, werr
+	case errors.Is(checkErr, errNodeBack):
+		return true, nil
+	case checkErr != nil:
+		return false, unavailable("cannot read presence", checkErr)
 	}
-	return werr
+	if markerRev != 0 {
+		// Fails (harmlessly) if a hello rewrote the marker since: the user is back on the node.
+		s.presence.Purge(ctx, nodeMarkerKey(node, user), jetstream.PurgeTTL(markerTTL), jetstream.LastRevision(markerRev))
+	}
+	return false, nil
 }
 
 // setStatus answers a presence frame: "away" or back "online".
@@ -173,12 +208,14 @@ func (s *Service) changePresence(ctx context.Context, user string, change func(*
 		if err != nil {
 			return unavailable("cannot read presence", err)
 		}
-		was := rec.Status
+		was, wasNodes := rec.Status, rec.Nodes
 		rec.Nodes = slices.Clone(rec.Nodes)
 		if !change(&rec) {
 			return nil
 		}
-		rec.At = time.Now().UnixMilli()
+		if rec.Status != was || !slices.Equal(rec.Nodes, wasNodes) {
+			rec.At = time.Now().UnixMilli()
+		}
 		b, _ := json.Marshal(rec)
 		newRev, err := s.presence.Update(ctx, presenceKey(user), b, rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
@@ -269,35 +306,49 @@ func (s *Service) sweep() {
 }
 
 // sweepNode takes every user of a dead node offline there. Several instances may sweep the same node at
-// once; the compare-and-set on each record makes that harmless.
+// once; the compare-and-set on each record makes that harmless. It stops as soon as the node's key is
+// back (the node announces its users again).
 func (s *Service) sweepNode(ctx context.Context, node string) {
-	users := s.usersOn(ctx, node)
+	users, _ := s.usersOn(ctx, node)
 	for _, user := range users {
-		if werr := s.presenceDown(ctx, user, node); werr != nil {
+		back, werr := s.presenceDown(ctx, user, node, true)
+		if werr != nil {
 			s.log.Warn("presence sweep: cannot take user offline", "node", node, "user", user, "err", werr)
 			return // try again next round
 		}
+		if back {
+			s.log.Info("relay node is back; sweep stopped", "node", node)
+			return
+		}
 	}
-	// A node that came back meanwhile has written new markers: keep its h key then.
-	if len(s.usersOn(ctx, node)) == 0 {
-		s.presence.Purge(ctx, nodeHasUsersKey(node), jetstream.PurgeTTL(markerTTL))
+	// The h key goes when no marker is left, at the revision read first: a node that came back wrote its
+	// key before any marker, so either the key is seen here or the rewritten h key survives the purge.
+	if e, err := s.presence.Get(ctx, nodeHasUsersKey(node)); err == nil {
+		if _, err := s.nodes.Get(ctx, node); errors.Is(err, jetstream.ErrKeyNotFound) {
+			if left, ok := s.usersOn(ctx, node); ok && len(left) == 0 {
+				s.presence.Purge(ctx, nodeHasUsersKey(node), jetstream.PurgeTTL(markerTTL), jetstream.LastRevision(e.Revision()))
+			}
+		}
 	}
 	if len(users) > 0 {
 		s.log.Info("relay node stopped its heartbeats; its users are offline there", "node", node, "users", len(users))
 	}
 }
 
-func (s *Service) usersOn(ctx context.Context, node string) []string {
+// usersOn lists the users with a marker on node; ok is false if they could not be listed.
+func (s *Service) usersOn(ctx context.Context, node string) (users []string, ok bool) {
 	prefix := "n." + node + "."
 	lister, err := s.presence.ListKeysFiltered(ctx, prefix+"*")
-	if err != nil {
-		return nil
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, true
 	}
-	var users []string
+	if err != nil {
+		return nil, false
+	}
 	for k := range lister.Keys() {
 		if u, ok := userFromToken(strings.TrimPrefix(k, prefix)); ok {
 			users = append(users, u)
 		}
 	}
-	return users
+	return users, ctx.Err() == nil
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -304,6 +305,29 @@ func TestTCPAuth(t *testing.T) {
 	if code := p.closeCode(); code != 4001 {
 		t.Fatalf("silent client closed with %d", code)
 	}
+	// Data without a newline does not keep an unauthenticated connection open past AuthTimeout.
+	raw, err := net.Dial("tcp", f.tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { io.Copy(io.Discard, raw); close(closed) }()
+	chunk := bytes.Repeat([]byte("x"), 8<<10) // fills the 16 KiB read buffer well within AuthTimeout
+trickle:
+	for deadline := time.Now().Add(waitLimit); time.Now().Before(deadline); {
+		select {
+		case <-closed:
+			break trickle
+		case <-time.After(50 * time.Millisecond):
+			raw.Write(chunk)
+		}
+	}
+	select {
+	case <-closed:
+	default:
+		t.Fatal("a client trickling bytes without a newline was never closed before auth")
+	}
+	raw.Close()
 	// A valid token signs in; the protocol is then the WebSocket's.
 	p = dialTCP(t, f.tcp)
 	p.write(`{"op":"auth","token":"` + sign(t, jwt.MapClaims{"sub": "bob"}) + `","device":"cli"}`)
@@ -474,5 +498,54 @@ func TestAfterReconnect(t *testing.T) {
 	defer f.mu.Unlock()
 	if h := f.hellos[1]; h.Get("user").Str != "alice" || h.Get("conn").Exists() {
 		t.Fatalf("re-announcement %s", h.Raw)
+	}
+}
+
+// A grace timer that fired while a new connection was attaching must not end the grace period that the
+// new connection's own end starts: the bye comes a full grace period after the last connection is gone.
+// Without the generation check the first timer's expire (held back here by the user's presence lock)
+// finds no connection and sends the bye at once.
+func TestGraceTimerFiredDuringAttach(t *testing.T) {
+	const grace = 150 * time.Millisecond
+	f := newFixture(t, nil, true, func(c *Config) { c.PresenceGrace = grace })
+	s := f.relay
+	ident := &auth.Identity{User: "alice"}
+	c1 := s.newConn(nil, ident, "d1")
+	if err := s.attach(c1); err != nil {
+		t.Fatal(err)
+	}
+	unlock := s.presence.Lock("alice") // holds back the first expire once its timer fires
+	s.detach(c1)
+	time.Sleep(grace + 150*time.Millisecond) // the first timer fires; its expire waits for the lock
+	c2 := s.newConn(nil, ident, "d2")
+	if err := s.attach(c2); err != nil { // too late to stop the first timer
+		unlock()
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s.detach(c2) // a second grace period starts
+	unlock()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		f.mu.Lock()
+		n := len(f.byes)
+		f.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no bye")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d := time.Since(start); d < grace {
+		t.Fatalf("bye %v after the last connection ended, before the grace period (%v) was over", d, grace)
+	}
+	time.Sleep(grace)
+	f.mu.Lock()
+	n := len(f.byes)
+	f.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d byes, want 1", n)
 	}
 }

@@ -70,10 +70,14 @@ type user struct {
 	ready chan struct{} // closed once the subscription is in place (or err is set)
 	err   error         // written before ready is closed
 
-	mu    sync.Mutex // guards sub, conns and grace
+	mu    sync.Mutex // guards sub, conns, grace and graceGen
 	sub   *nats.Subscription
 	conns map[*conn]struct{}
 	grace *time.Timer
+	// graceGen numbers the grace periods: each detach that starts one and each attach that cancels one
+	// moves it on. A timer that already fired cannot be stopped, so its expire checks that its generation
+	// is still the current one — otherwise a later grace period would be cut short by an earlier timer.
+	graceGen uint64
 }
 
 func (u *user) unsubscribe() {
@@ -234,8 +238,9 @@ func (s *Server) attach(c *conn) error {
 	u.mu.Lock()
 	u.conns[c] = struct{}{}
 	if u.grace != nil {
-		u.grace.Stop()
+		u.grace.Stop() // may have fired already: the generation makes its expire a no-op then
 		u.grace = nil
+		u.graceGen++
 	}
 	u.mu.Unlock()
 	s.conns[c] = struct{}{}
@@ -277,14 +282,17 @@ func (s *Server) detach(c *conn) {
 	defer u.mu.Unlock()
 	delete(u.conns, c)
 	if len(u.conns) == 0 && !s.closing && u.grace == nil {
-		u.grace = time.AfterFunc(s.cfg.PresenceGrace, func() { s.expire(u) })
+		u.graceGen++
+		gen := u.graceGen
+		u.grace = time.AfterFunc(s.cfg.PresenceGrace, func() { s.expire(u, gen) })
 	}
 }
 
 // expire ends a user's presence on this node if no connection came back during the grace period. The
 // decision and the bye are made under the user's presence lock, so a hello for a new connection cannot
-// overtake the bye.
-func (s *Server) expire(u *user) {
+// overtake the bye. gen is the grace period the timer belongs to: if a connection came and went since, a
+// newer grace period runs and this one ends without a bye.
+func (s *Server) expire(u *user, gen uint64) {
 	if !s.track() {
 		return
 	}
@@ -293,7 +301,7 @@ func (s *Server) expire(u *user) {
 	defer unlock()
 	s.mu.Lock()
 	u.mu.Lock()
-	gone := len(u.conns) == 0 && s.users[u.id] == u
+	gone := len(u.conns) == 0 && s.users[u.id] == u && u.graceGen == gen
 	if gone {
 		delete(s.users, u.id)
 		u.grace = nil
@@ -423,6 +431,7 @@ func (s *Server) reannounce() {
 		ids = append(ids, id)
 	}
 	s.mu.Unlock()
+	failed := false
 	for _, id := range ids {
 		unlock := s.presence.Lock(id)
 		s.mu.Lock()
@@ -437,8 +446,14 @@ func (s *Server) reannounce() {
 		if live {
 			if _, err := s.hello(id, "", ""); err != nil {
 				s.log.Warn("cannot announce user again", "user", id, "err", err)
+				failed = true
 			}
 		}
 		unlock()
+	}
+	if failed {
+		// The sweep may have taken these users offline: until a hello gets through they would look
+		// offline while connected. Announce again at the next heartbeat (hellos are idempotent).
+		s.reannounceDue.Store(true)
 	}
 }

@@ -61,14 +61,17 @@ func (s *Server) ServeTCP(ln net.Listener) error {
 func (s *Server) serveTCPConn(nc net.Conn) {
 	t := newTCPConn(nc, s.cfg.Limits.OutboundBytes)
 	var c *conn
-	idle := func() time.Duration {
+	// Before auth the deadline is fixed: data without a newline must not keep an unauthenticated
+	// connection open. After it, any data proves the client alive.
+	authBy := time.Now().Add(s.cfg.AuthTimeout)
+	deadline := func() time.Time {
 		if c == nil {
-			return s.cfg.AuthTimeout
+			return authBy
 		}
-		return tcpIdle
+		return time.Now().Add(tcpIdle)
 	}
 	maxFrame := s.cfg.Limits.MaxFrameBytes
-	err := t.readLoop(maxFrame, idle, func(frame []byte, tooLarge bool) {
+	err := t.readLoop(maxFrame, deadline, func(frame []byte, tooLarge bool) {
 		switch {
 		case c != nil && tooLarge:
 			c.refuse(CodeFrameTooLarge, "frame exceeds max_frame_bytes", "")

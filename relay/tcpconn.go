@@ -143,9 +143,9 @@ func (t *tcpConn) abandon() {
 
 // readLoop reads '\n'-terminated frames until the socket ends, calling fn for each non-empty one (the slice
 // is reused: fn copies what it keeps). A frame longer than max is skipped up to its newline and reported
-// as fn(nil, true), so one oversized frame does not cost the connection. idle gives the read deadline for
-// the next frame. The caller closes the socket after the writer is done.
-func (t *tcpConn) readLoop(max int, idle func() time.Duration, fn func(frame []byte, tooLarge bool)) error {
+// as fn(nil, true), so one oversized frame does not cost the connection. deadline gives the read deadline
+// for the next read. The caller closes the socket after the writer is done.
+func (t *tcpConn) readLoop(max int, deadline func() time.Time, fn func(frame []byte, tooLarge bool)) error {
 	r := bufio.NewReaderSize(t.nc, 16<<10)
 	line := make([]byte, 0, 4<<10)
 	tooLarge := false
@@ -157,7 +157,7 @@ func (t *tcpConn) readLoop(max int, idle func() time.Duration, fn func(frame []b
 			// Only drain until the writer's linger deadline; frames are ignored.
 			fn = func([]byte, bool) {}
 		} else {
-			t.nc.SetReadDeadline(time.Now().Add(idle()))
+			t.nc.SetReadDeadline(deadline())
 		}
 		chunk, err := r.ReadSlice('\n')
 		if !tooLarge {

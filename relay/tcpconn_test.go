@@ -34,7 +34,7 @@ func FuzzTCPReader(f *testing.F) {
 		}()
 		tc := &tcpConn{nc: server}
 		var got []string
-		tc.readLoop(max, func() time.Duration { return 5 * time.Second }, func(frame []byte, tooLarge bool) {
+		tc.readLoop(max, func() time.Time { return time.Now().Add(5 * time.Second) }, func(frame []byte, tooLarge bool) {
 			if tooLarge {
 				got = append(got, "<too large>")
 				return
