@@ -41,7 +41,7 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, err // (gorilla refuses a client that sent data before the handshake finished)
 	}
 	nc := &netConn{Conn: conn}
-	if sc, ok := conn.(syscall.Conn); ok {
+	if sc, ok := conn.(syscall.Conn); ok && rawReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			nc.raw = raw
 			nc.readFn = nc.rawRead
@@ -82,23 +82,6 @@ func (c *netConn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return c.n, nil
-}
-
-// rawRead reads what the socket has; when it has nothing, the runtime waits for readability and calls it
-// again. (Every call reads: the runtime forgets a readiness it saw before the wait began, so a wait not
-// preceded by a read could miss data that arrived in between.)
-func (c *netConn) rawRead(fd uintptr) bool {
-	for {
-		n, err := syscall.Read(int(fd), c.p)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			return false
-		}
-		c.n, c.errno = max(n, 0), err
-		return true
-	}
 }
 
 // await fills the empty read buffer with what the socket has, waiting for it on this goroutine's stack,

@@ -341,11 +341,18 @@ func (c *Conn) readFailed(err error) {
 //
 //go:noinline
 func (c *Conn) readMessage(typ int, r io.Reader, fn func(frame []byte)) error {
-	if c.nc == nil {
-		c.onPong("") // (await did when there is a netConn)
+	if c.nc == nil || time.Until(c.deadline) < c.opt.pongWait-5*time.Second {
+		// (await moved it when the buffer was empty; a client whose messages never leave it empty
+		// still proves itself alive with each one)
+		c.onPong("")
 	}
 	if typ != websocket.TextMessage {
-		io.Copy(io.Discard, r)
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.Close(CloseTooBig, "message exceeds the hard size limit")
+			}
+			return err
+		}
 		return nil
 	}
 	// The message buffer comes from a pool and goes back once the message's frames are handled: an
@@ -447,6 +454,9 @@ func (c *Conn) writeLoop() {
 			continue
 		}
 		c.mu.Unlock()
+		if lingered {
+			linger.Reset(period) // it fired and was not re-armed: without it the writer would wait forever
+		}
 		lingered, lastWrite = false, time.Now()
 		err := c.writeFrames(batch)
 		clear(batch)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -132,4 +133,53 @@ func TestSlowConsumerIsClosedWith4008(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("writer did not stop")
 	}
+}
+
+// Writers linger on busy connections but never outlive the traffic: once frames stop, every writer
+// goroutine exits (an idle connection costs only its reader). Frames at irregular 30–90 ms gaps hit the
+// moment where the linger timer has fired just as a new frame arrives.
+func TestWritersExitWhenTrafficStops(t *testing.T) {
+	const conns = 100
+	var all []*Conn
+	for range conns {
+		c, peer := pair(t, Options{MaxMessageBytes: 1 << 20, OutboundBytes: 1 << 20}, nil)
+		go func() {
+			for {
+				if _, _, err := peer.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+		all = append(all, c)
+	}
+	var wg sync.WaitGroup
+	for i, c := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 40 {
+				c.Send([]byte(`{"n":1}`))
+				time.Sleep(time.Duration(30+(i*7+j*13)%60) * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := writers()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writer goroutines still alive long after the last frame", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// writers counts the goroutines running writeLoop.
+func writers() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "wsconn.(*Conn).writeLoop(")
 }
