@@ -41,6 +41,7 @@ const (
 	maxIDBytes     = 64
 	maxUserBytes   = 200 // as a token's "sub"
 	maxDeviceBytes = 64
+	maxNodeIDBytes = 64 // a relay node id, as cmd/rso -node-id allows
 	maxHashBytes   = 64
 )
 

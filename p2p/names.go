@@ -92,16 +92,3 @@ func presenceKey(user string) string { return "u." + userToken(user) }
 func nodeMarkerKey(node, user string) string { return "n." + node + "." + userToken(user) }
 
 func nodeHasUsersKey(node string) string { return "h." + node }
-
-// validNodeID says whether a node id from a relay may be used as a key part as it is.
-func validNodeID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}

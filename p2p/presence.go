@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rso-server/rso/internal/ids"
 )
 
 // Presence follows the seed's login flow. A relay tells the service when a user's connection opens on a
@@ -55,7 +57,7 @@ type relayMsg struct {
 // limits the relay adds to its hello frame.
 func (s *Service) onHello(ctx context.Context, m *nats.Msg) {
 	var r relayMsg
-	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !validNodeID(r.Node) {
+	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !ids.Valid(r.Node, maxNodeIDBytes) {
 		respondJSON(m, map[string]any{"error": wireErr(CodeBadFrame, "hello needs user and node")})
 		return
 	}
@@ -80,7 +82,7 @@ func (s *Service) onHello(ctx context.Context, m *nats.Msg) {
 // onBye: the user's last connection on a node is gone.
 func (s *Service) onBye(ctx context.Context, m *nats.Msg) {
 	var r relayMsg
-	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !validNodeID(r.Node) {
+	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !ids.Valid(r.Node, maxNodeIDBytes) {
 		respondJSON(m, map[string]any{"error": wireErr(CodeBadFrame, "bye needs user and node")})
 		return
 	}

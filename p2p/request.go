@@ -3,6 +3,7 @@ package p2p
 import (
 	"github.com/tidwall/gjson"
 
+	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/jsonx"
 )
 
@@ -116,7 +117,7 @@ func parseRequest(data []byte, cfg *Config) (f request, werr *WireError) {
 		if werr == nil {
 			f.data, werr = sizedJSON(data, sigData, "data", cfg.MaxMessageBytes)
 		}
-		if werr == nil && f.device != "" && !validDevice(f.device) {
+		if werr == nil && f.device != "" && !ids.Valid(f.device, maxDeviceBytes) {
 			werr = wireErr(CodeBadFrame, `"device" must be 1 to %d letters, digits, '-' or '_'`, maxDeviceBytes)
 		}
 	case "":
@@ -181,18 +182,6 @@ func wantNumber(v gjson.Result, field string, dst *uint64) *WireError {
 	}
 	*dst = n
 	return nil
-}
-
-func validDevice(s string) bool {
-	if len(s) == 0 || len(s) > maxDeviceBytes {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // peekID finds a refused frame's id, so that the client can fail that request at once.

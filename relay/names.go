@@ -2,7 +2,8 @@ package relay
 
 import (
 	"encoding/base64"
-	"strings"
+
+	"github.com/rso-server/rso/internal/ids"
 )
 
 // Names on the bus (docs/PROTOCOL.md §3.8). The p2p package defines the same values: the relay and the
@@ -23,31 +24,9 @@ func userToken(user string) string { return base64.RawURLEncoding.EncodeToString
 
 // safeID keeps the characters that node and device ids may hold (they become keys and header values).
 func safeID(s string, max int) string {
-	s = strings.Map(func(r rune) rune {
-		if validIDRune(r) {
-			return r
-		}
-		return '_'
-	}, s)
+	s = ids.Safe(s)
 	if len(s) > max {
 		s = s[:max]
 	}
 	return s
-}
-
-func validIDRune(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
-}
-
-// validDevice reports whether a client's device id may be used as it is.
-func validDevice(s string) bool {
-	if len(s) == 0 || len(s) > maxDeviceBytes {
-		return false
-	}
-	for _, r := range s {
-		if !validIDRune(r) {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/ids"
 )
 
 // ServeTCP accepts raw TCP clients on ln until Shutdown (then it returns ErrServerClosed) or until ln
@@ -117,7 +118,7 @@ func (s *Server) authTCP(t *tcpConn, frame []byte) *conn {
 		return fail(CodeUnauthorized, "the first frame must be {\"op\":\"auth\",\"token\":\"…\"}", closeUnauthorized)
 	}
 	device := f.Get("device")
-	if device.Exists() && (device.Type != gjson.String || !validDevice(device.Str)) {
+	if device.Exists() && (device.Type != gjson.String || !ids.Valid(device.Str, maxDeviceBytes)) {
 		return fail(CodeBadFrame, "\"device\" must be 1 to 64 letters, digits, '-' or '_'", closeUnauthorized)
 	}
 	ident, err := s.verifyTCP(f)

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/wsconn"
 )
 
@@ -41,7 +42,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	device := r.URL.Query().Get("device")
-	if device != "" && !validDevice(device) {
+	if device != "" && !ids.Valid(device, maxDeviceBytes) {
 		writeJSONError(w, http.StatusBadRequest, CodeBadFrame, "?device= must be 1 to 64 letters, digits, '-' or '_'")
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/jsonx"
 )
 
@@ -237,7 +238,7 @@ func RegisterHook(ctx context.Context, nc *nats.Conn, name string, cfg HookConfi
 	ctx, cancel := withDefaultDeadline(ctx)
 	defer cancel()
 	if cfg.Subject == "" {
-		cfg.Subject = "rso.hook." + kvSafe(name)
+		cfg.Subject = "rso.hook." + ids.Safe(name)
 	}
 	if _, err := auth.CompilePattern(cfg.Pattern); err != nil {
 		return nil, err
@@ -271,7 +272,7 @@ func RegisterHook(ctx context.Context, nc *nats.Conn, name string, cfg HookConfi
 		return nil, fmt.Errorf("sharedobject: no %s bucket (start an rso node first): %w", bucketHooks, err)
 	}
 	data, _ := json.Marshal(cfg)
-	if _, err := kv.Put(ctx, kvSafe(name), data); err != nil {
+	if _, err := kv.Put(ctx, ids.Safe(name), data); err != nil {
 		sub.Unsubscribe()
 		return nil, err
 	}
@@ -290,7 +291,7 @@ func UnregisterHook(ctx context.Context, nc *nats.Conn, name string) error {
 	if err != nil {
 		return fmt.Errorf("sharedobject: no %s bucket (start an rso node first): %w", bucketHooks, err)
 	}
-	return kv.Delete(ctx, kvSafe(name))
+	return kv.Delete(ctx, ids.Safe(name))
 }
 
 // withDefaultDeadline bounds ctx by 10 s unless it has a deadline: NATS flushes and KV calls need one.

@@ -12,13 +12,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rso-server/rso/internal/ids"
 )
 
 // Names of what the service keeps in NATS (docs/PROTOCOL.md §2).
@@ -84,7 +85,7 @@ func NewNode(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		nc: nc, js: js, cfg: cfg, id: kvSafe(cfg.NodeID), log: cfg.Logger,
+		nc: nc, js: js, cfg: cfg, id: ids.Safe(cfg.NodeID), log: cfg.Logger,
 		objects: map[objKey]*object{}, sessions: map[*session]struct{}{}, done: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -467,13 +468,3 @@ func randomID(n int) string {
 }
 
 func newEpoch() string { return randomID(6) }
-
-// kvSafe keeps the characters a KV key may hold.
-func kvSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '_'
-	}, s)
-}

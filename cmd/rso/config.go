@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/p2p"
 	"github.com/rso-server/rso/relay"
 	"github.com/rso-server/rso/sharedobject"
@@ -434,13 +435,8 @@ func redact(urls string) string {
 }
 
 func checkNodeID(v string) error {
-	if len(v) < 1 || len(v) > 64 {
+	if !ids.Valid(v, 64) {
 		return errors.New("want 1 to 64 letters, digits, '-' or '_'")
-	}
-	for _, r := range v {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return errors.New("want 1 to 64 letters, digits, '-' or '_'")
-		}
 	}
 	return nil
 }
@@ -455,7 +451,7 @@ func defaultNodeID() string {
 	host, _, _ = strings.Cut(host, ".")
 	b := []byte(host)
 	for i, r := range b {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+		if !ids.IsRune(rune(r)) {
 			b[i] = '-'
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/rso-server/rso/internal/ids"
 )
 
 // Error codes, as sent in the 401 body; servers map them to close codes 4001 and 4003.
@@ -215,7 +217,7 @@ func (v *Verifier) FromRequest(r *http.Request) (*Identity, error) {
 		// Without a secret nothing proves who a client is, so it may simply say (a development convenience
 		// that lets a page keep its name across reconnects).
 		if user := r.URL.Query().Get("user"); user != "" {
-			if !validAnonymousUser(user) {
+			if !ids.Valid(user, 64) {
 				return nil, unauthorized("?user=%q: use 1 to 64 letters, digits, '-' or '_'", clipText(user))
 			}
 			id.User = user
@@ -234,18 +236,6 @@ func (v *Verifier) FromRequest(r *http.Request) (*Identity, error) {
 		return nil, unauthorized(`Authorization header must be "Bearer <JWT>", not %q`, scheme)
 	}
 	return v.Verify(strings.TrimSpace(token))
-}
-
-func validAnonymousUser(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 func clipText(s string) string {
