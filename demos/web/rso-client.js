@@ -550,15 +550,18 @@ var EventSource = class {
 // src/frames.ts
 var isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
 function parseMessage(message) {
+  return splitMessage(message, parseFrame);
+}
+function splitMessage(message, parse) {
   const frames = [];
   for (const piece of message.split("\n")) {
     if (piece === "") continue;
-    const frame = parseFrame(piece);
+    const frame = parse(piece);
     if (frame !== void 0) frames.push(frame);
   }
   return frames;
 }
-function parseFrame(text) {
+function frameRoot(text) {
   let root;
   try {
     root = JSON.parse(text);
@@ -568,6 +571,10 @@ function parseFrame(text) {
   if (!isObject(root)) throw new ProtocolError(`server sent a frame that is not a JSON object: ${text.slice(0, 200)}`);
   const op = root["op"];
   if (typeof op !== "string") throw new ProtocolError(`server sent a frame without "op": ${text.slice(0, 200)}`);
+  return { op, root };
+}
+function parseFrame(text) {
+  const { op, root } = frameRoot(text);
   const f = new Fields(op, root);
   switch (op) {
     case "hello":
@@ -735,24 +742,10 @@ var defaultRelayLimits = {
   syncMaxMessages: 500
 };
 function parseRelayMessage(message) {
-  const frames = [];
-  for (const piece of message.split("\n")) {
-    if (piece === "" || piece === "\r") continue;
-    const frame = parseRelayFrame(piece);
-    if (frame !== void 0) frames.push(frame);
-  }
-  return frames;
+  return splitMessage(message, (piece) => piece === "\r" ? void 0 : parseRelayFrame(piece));
 }
 function parseRelayFrame(text) {
-  let root;
-  try {
-    root = JSON.parse(text);
-  } catch (err) {
-    throw new ProtocolError(`server sent a frame that is not JSON: ${text.slice(0, 200)}`, { cause: err });
-  }
-  if (!isObject(root)) throw new ProtocolError(`server sent a frame that is not a JSON object: ${text.slice(0, 200)}`);
-  const op = root["op"];
-  if (typeof op !== "string") throw new ProtocolError(`server sent a frame without "op": ${text.slice(0, 200)}`);
+  const { op, root } = frameRoot(text);
   const f = new RelayFields(op, root);
   switch (op) {
     case "hello":

@@ -86,17 +86,22 @@ export const isObject = (v: unknown): v is JsonObject => typeof v === "object" &
  * malformed frame throws a ProtocolError.
  */
 export function parseMessage(message: string): ServerFrame[] {
-  const frames: ServerFrame[] = [];
+  return splitMessage(message, parseFrame);
+}
+
+/** Splits a message on "\n" and parses each non-empty piece; pieces parsed as undefined are skipped. */
+export function splitMessage<F>(message: string, parse: (piece: string) => F | undefined): F[] {
+  const frames: F[] = [];
   for (const piece of message.split("\n")) {
     if (piece === "") continue;
-    const frame = parseFrame(piece);
+    const frame = parse(piece);
     if (frame !== undefined) frames.push(frame);
   }
   return frames;
 }
 
-/** Parses one frame; undefined for an unknown op. */
-export function parseFrame(text: string): ServerFrame | undefined {
+/** Reads one frame's JSON object and its op; anything else is a ProtocolError. */
+export function frameRoot(text: string): { op: string; root: JsonObject } {
   let root: unknown;
   try {
     root = JSON.parse(text);
@@ -106,6 +111,12 @@ export function parseFrame(text: string): ServerFrame | undefined {
   if (!isObject(root)) throw new ProtocolError(`server sent a frame that is not a JSON object: ${text.slice(0, 200)}`);
   const op = root["op"];
   if (typeof op !== "string") throw new ProtocolError(`server sent a frame without "op": ${text.slice(0, 200)}`);
+  return { op, root };
+}
+
+/** Parses one frame; undefined for an unknown op. */
+export function parseFrame(text: string): ServerFrame | undefined {
+  const { op, root } = frameRoot(text);
   const f = new Fields(op, root);
   switch (op) {
     case "hello":

@@ -1,7 +1,6 @@
 // Frames of the private-chat WebSocket /relay (docs/PROTOCOL.md §3.2, §3.8): parsing what the server sends,
 // building what the client sends. Nothing here keeps state.
-import { ProtocolError } from "./errors.js";
-import { Fields, isObject, type JsonObject } from "./frames.js";
+import { Fields, frameRoot, isObject, splitMessage, type JsonObject } from "./frames.js";
 
 /** Per-connection limits announced in the relay's `hello` (§3.1, §3.9). */
 export interface RelayLimits {
@@ -172,26 +171,12 @@ export type RelayFrame =
 
 /** Splits one WebSocket message into frames and parses each; unknown ops are skipped, malformed frames throw. */
 export function parseRelayMessage(message: string): RelayFrame[] {
-  const frames: RelayFrame[] = [];
-  for (const piece of message.split("\n")) {
-    if (piece === "" || piece === "\r") continue;
-    const frame = parseRelayFrame(piece);
-    if (frame !== undefined) frames.push(frame);
-  }
-  return frames;
+  return splitMessage(message, (piece) => (piece === "\r" ? undefined : parseRelayFrame(piece)));
 }
 
 /** Parses one relay frame; undefined for an op this SDK does not know (or `close`, which is TCP only). */
 export function parseRelayFrame(text: string): RelayFrame | undefined {
-  let root: unknown;
-  try {
-    root = JSON.parse(text);
-  } catch (err) {
-    throw new ProtocolError(`server sent a frame that is not JSON: ${text.slice(0, 200)}`, { cause: err });
-  }
-  if (!isObject(root)) throw new ProtocolError(`server sent a frame that is not a JSON object: ${text.slice(0, 200)}`);
-  const op = root["op"];
-  if (typeof op !== "string") throw new ProtocolError(`server sent a frame without "op": ${text.slice(0, 200)}`);
+  const { op, root } = frameRoot(text);
   const f = new RelayFields(op, root);
   switch (op) {
     case "hello":
