@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -65,10 +66,19 @@ const (
 func (n *Node) serveAPI() error {
 	for _, op := range []string{"get", "update", "send", "clear", "lock", "unlock"} {
 		sub, err := n.nc.QueueSubscribe("rso.api."+op, apiQueue, func(m *nats.Msg) {
-			// Answer on its own goroutine: a lock request may wait, and must not hold up other calls.
+			// Answer on its own goroutine: a lock request may wait, and must not hold up other calls. The
+			// goroutines are bounded: past maxAPIHandlers the request is answered busy at once.
+			select {
+			case n.apiSlots <- struct{}{}:
+			default:
+				out, _ := json.Marshal(apiReply{Error: wireErr(CodeBusy, "this node is working on %d server-API requests; retry shortly", maxAPIHandlers)})
+				m.Respond(out)
+				return
+			}
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
+				defer func() { <-n.apiSlots }()
 				out, _ := json.Marshal(n.handleAPI(op, m.Data))
 				m.Respond(out)
 			}()
@@ -83,6 +93,9 @@ func (n *Node) serveAPI() error {
 
 func (n *Node) handleAPI(op string, data []byte) apiReply {
 	var req apiRequest
+	if !utf8.Valid(data) { // values are kept verbatim and written into text frames
+		return apiReply{Error: wireErr(CodeBadJSON, "request is not valid UTF-8")}
+	}
 	if err := json.Unmarshal(data, &req); err != nil {
 		return apiReply{Error: wireErr(CodeBadJSON, "request is not valid JSON: %v", err)}
 	}

@@ -133,9 +133,15 @@ func TestValidationHookDecidesBids(t *testing.T) {
 	sub(t, a, "auction/1", true)
 	// Until the node knows the hook a bid of 0 on an empty lot is accepted (then a no-op); the hook rejects it.
 	sub(t, a, "auction/probe", true)
+	// Each probe is based on the version the last one saw: committed (then a no-op) until the hook is known.
+	probeBase := uint64(0)
 	waitFor(t, "the hook to be known", func() bool {
-		s, err := a.Update(ctxT(t), "auction/probe", true, []client.Change{set("price", 1, 0)})
-		return err == nil && len(s.Changes) == 1 && s.Changes[0].Code == client.CodeReject
+		s, err := a.Update(ctxT(t), "auction/probe", true, []client.Change{set("price", probeBase, 0)})
+		if err != nil {
+			return false
+		}
+		probeBase = s.Version
+		return len(s.Changes) == 1 && s.Changes[0].Code == client.CodeReject
 	})
 	update(t, a, "auction/1", true, set("price", 0, 10))
 	s := update(t, a, "auction/1", true, set("price", 1, 5), set("bidder", 1, "a"))
@@ -158,7 +164,7 @@ func TestValidationHookDecidesBids(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the hook to be forgotten", func() bool {
-		s, err := a.Update(ctxT(t), "auction/probe", true, []client.Change{set("price", 1, 0)})
+		s, err := a.Update(ctxT(t), "auction/probe", true, []client.Change{set("price", probeBase, -1)})
 		return err == nil && codes(s) == "success:price"
 	})
 }

@@ -39,12 +39,12 @@ func BenchmarkDraftApply(b *testing.B) {
 	}
 	s.Apply(&Commit{Version: 1, Epoch: "ep", Sets: sets}, 1000)
 	// Values differ from one visit of a slot to the next so that no change is a no-op; ids cycle past
-	// recentLimit so that the ring evicts, as it does on a busy object.
+	// 2,000, and each entry moves the clock by 100 ms: ids expire, as on a busy object.
 	values := make([][]byte, 256)
 	for i := range values {
 		values[i] = fmt.Appendf(nil, `{"x":%d,"label":"moved"}`, i)
 	}
-	ids := make([]string, 2*recentLimit)
+	ids := make([]string, 2000)
 	for i := range ids {
 		ids[i] = "c7-" + strconv.Itoa(i)
 	}
@@ -63,6 +63,7 @@ func BenchmarkDraftApply(b *testing.B) {
 			b.Fatal("nothing accepted")
 		}
 		c.ID = ids[i%len(ids)]
+		s.Advance(int64(i) * 100)
 		s.Apply(c, 1000)
 		i++
 	}

@@ -19,6 +19,11 @@ type Limits struct {
 	MaxNameBytes     int     // object, slot and handler names
 	FramesPerSecond  float64 // sustained inbound frames per connection (burst is twice that)
 	OutboundBytes    int     // queued outbound bytes per connection before it is closed as slow (4008)
+	// MaxRememberedBytes bounds the request ids one object remembers for at-most-once; while it is full of
+	// ids younger than the duplicate window, new requests with an id are answered busy. 0: what fits in a
+	// snapshot beside a full object under NATS's max_payload, at most 4 MiB (see rememberedBudget).
+	MaxRememberedBytes int
+	MaxQueuedWrites    int // writes waiting for one object on one node; more are answered busy (default 1024)
 }
 
 // DefaultLimits are the limits documented in README.md and docs/PROTOCOL.md.
@@ -33,6 +38,8 @@ func DefaultLimits() Limits {
 		MaxNameBytes:     200,
 		FramesPerSecond:  200,
 		OutboundBytes:    8 << 20,
+
+		MaxQueuedWrites: 1024,
 	}
 }
 
@@ -42,10 +49,12 @@ type Config struct {
 	Limits       Limits        // zero fields take DefaultLimits
 	ResyncWindow uint64        // versions a reconnecting client may lag and still get a delta (default 1000)
 	TempGrace    time.Duration // how long a temporary object outlives its last subscriber (default 5s)
-	HookTimeout  time.Duration // default wait for a validation hook's answer (default 2s)
-	Replicas     int           // JetStream replicas of the object streams (default 1)
-	Auth         *auth.Verifier
-	Logger       *slog.Logger
+	// DuplicateWindow is how long an object remembers a committed request id (default 2 minutes).
+	DuplicateWindow time.Duration
+	HookTimeout     time.Duration // default wait for a validation hook's answer (default 2s)
+	Replicas        int           // JetStream replicas of the object streams (default 1)
+	Auth            *auth.Verifier
+	Logger          *slog.Logger
 }
 
 func (c *Config) withDefaults() error {
@@ -59,6 +68,7 @@ func (c *Config) withDefaults() error {
 	setDefault(&l.MaxSubscriptions, d.MaxSubscriptions)
 	setDefault(&l.MaxNameBytes, d.MaxNameBytes)
 	setDefault(&l.OutboundBytes, d.OutboundBytes)
+	setDefault(&l.MaxQueuedWrites, d.MaxQueuedWrites)
 	if l.FramesPerSecond == 0 {
 		l.FramesPerSecond = d.FramesPerSecond
 	}
@@ -66,6 +76,7 @@ func (c *Config) withDefaults() error {
 		"max frame bytes": l.MaxFrameBytes, "max value bytes": l.MaxValueBytes, "max slots": l.MaxSlots,
 		"max object bytes": l.MaxObjectBytes, "max changes": l.MaxChanges, "max subscriptions": l.MaxSubscriptions,
 		"max name bytes": l.MaxNameBytes, "outbound bytes": l.OutboundBytes,
+		"max remembered bytes": l.MaxRememberedBytes, "max queued writes": l.MaxQueuedWrites,
 	} {
 		if v < 0 {
 			return fmt.Errorf("sharedobject: %s is %d; it must be positive", name, v)
@@ -79,6 +90,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.ResyncWindow == 0 {
 		c.ResyncWindow = 1000
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if c.TempGrace == 0 {
 		c.TempGrace = 5 * time.Second

@@ -1,7 +1,10 @@
 package sharedobject
 
 import (
+	"encoding/base64"
 	"fmt"
+	"math"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -12,11 +15,15 @@ import (
 // (group commit: several client batches, messages, lock changes), a snapshot that rolls the log up, or a
 // reset that ends the object's epoch (a temporary object nobody uses any more).
 //
-//	{"ops":[{"t":"c","v":13,"e":"ep","id":"r1","o":"node/s1","u":"alice","clear":true,"set":[["a",1]],"del":["b"]},
+//	{"ts":1767225600000,"ops":[{"t":"c","v":13,"e":"ep","id":"r1","o":"node/s1","u":"alice","fp":"9c0e…","m":"Aw","clear":true,"set":[["a",1]],"del":["b"]},
 //	        {"t":"m","id":"r2","o":"node/s1","u":"alice","h":"chat","a":["hi"]},
 //	        {"t":"l","lock":"L1","until":1767225600000},{"t":"u","lock":"L1"}]}
-//	{"snap":{"e":"ep","v":13,"h":0,"slots":[["a",13,1]],"tombs":[["b",13]],"recent":[["r1",13,["a","b"],"alice"]],"lock":["L1",0]}}
+//	{"snap":{"e":"ep","v":13,"h":0,"ts":1767225600000,"slots":[["a",13,1]],"tombs":[["b",13]],"req":"<base64>","recent":[["r1",13,["a","b"],"alice"]],"lock":["L1",0]}}
 //	{"reset":true}
+//
+// "ts" is the writer's clock (unix ms, never behind the previous entry's): request ids expire by it.
+// "fp" and "m" are a request's fingerprint and which of its changes were committed (remembered.go); "req"
+// packs the remembered requests, and "recent" holds those remembered from before fingerprints.
 
 // Message is a send(): delivered to every subscriber, never stored in the object's data.
 type Message struct {
@@ -28,6 +35,7 @@ type Message struct {
 }
 
 type entry struct {
+	ts    int64 // unix ms; 0 in entries written before timestamps
 	ops   []op
 	snap  *State
 	reset bool
@@ -41,9 +49,11 @@ type op struct {
 	unlock string     // release the lock with this id
 }
 
-func encodeEntry(ops []op) []byte {
+func encodeEntry(ts int64, ops []op) []byte {
 	b := make([]byte, 0, 256)
-	b = append(b, `{"ops":[`...)
+	b = append(b, `{"ts":`...)
+	b = appendUint(b, uint64(ts))
+	b = append(b, `,"ops":[`...)
 	for i, o := range ops {
 		if i > 0 {
 			b = append(b, ',')
@@ -57,6 +67,12 @@ func encodeEntry(ops []op) []byte {
 			b = appendField(b, "id", c.ID)
 			b = appendField(b, "o", c.Origin)
 			b = appendField(b, "u", c.User)
+			if c.FP != 0 {
+				b = appendField(b, "fp", formatFP(c.FP))
+			}
+			if c.Mask != nil {
+				b = appendField(b, "m", base64.RawStdEncoding.EncodeToString(c.Mask))
+			}
 			if c.Clear {
 				b = append(b, `,"clear":true`...)
 			}
@@ -133,6 +149,8 @@ func encodeSnapshot(s *State) []byte {
 	b = appendUint(b, s.Version)
 	b = append(b, `,"h":`...)
 	b = appendUint(b, s.horizon)
+	b = append(b, `,"ts":`...)
+	b = appendUint(b, uint64(s.mem.lastTS))
 	b = append(b, `,"slots":[`...)
 	first := true
 	s.Slots(func(name string, value []byte, version uint64) {
@@ -161,13 +179,18 @@ func encodeSnapshot(s *State) []byte {
 		b = appendUint(b, v)
 		b = append(b, ']')
 	}
-	b = append(b, `],"recent":[`...)
-	for i := range s.recent {
-		// oldest first, so that decoding rebuilds the same ring order
-		r := s.recent[(s.next+i)%len(s.recent)]
-		if i > 0 {
+	b = append(b, `],"req":`...)
+	b = jsonx.AppendString(b, s.mem.encodeRecords())
+	b = append(b, `,"recent":[`...)
+	first = true
+	for _, r := range s.mem.list[s.mem.head:] {
+		if r.fp != 0 || s.mem.byKey[r.key] != r {
+			continue
+		}
+		if !first {
 			b = append(b, ',')
 		}
+		first = false
 		b = append(b, '[')
 		b = jsonx.AppendString(b, r.id)
 		b = append(b, ',')
@@ -176,6 +199,8 @@ func encodeSnapshot(s *State) []byte {
 		b = appendStrings(b, r.names)
 		b = append(b, ',')
 		b = jsonx.AppendString(b, r.user)
+		b = append(b, ',')
+		b = appendUint(b, uint64(r.ts))
 		b = append(b, ']')
 	}
 	b = append(b, `],"lock":[`...)
@@ -193,6 +218,10 @@ func decodeEntry(data []byte) (*entry, error) {
 	if !gjson.ValidBytes(data) {
 		return nil, fmt.Errorf("log entry is not valid JSON")
 	}
+	// Values go verbatim into text frames, which must be UTF-8; the log is writable by anyone on NATS.
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("log entry is not valid UTF-8")
+	}
 	root := gjson.ParseBytes(data)
 	if root.Get("reset").Bool() {
 		return &entry{reset: true}, nil
@@ -205,7 +234,7 @@ func decodeEntry(data []byte) (*entry, error) {
 	if !ops.IsArray() {
 		return nil, fmt.Errorf("log entry has neither ops, snap nor reset")
 	}
-	e := &entry{}
+	e := &entry{ts: root.Get("ts").Int()}
 	var err error
 	ops.ForEach(func(_, o gjson.Result) bool {
 		switch o.Get("t").Str {
@@ -213,6 +242,13 @@ func decodeEntry(data []byte) (*entry, error) {
 			c := &Commit{
 				Version: o.Get("v").Uint(), Epoch: o.Get("e").Str, ID: o.Get("id").Str,
 				Origin: o.Get("o").Str, User: o.Get("u").Str, Clear: o.Get("clear").Bool(),
+				FP: parseFP(o.Get("fp").Str),
+			}
+			if m := o.Get("m"); m.Exists() {
+				if c.Mask, err = base64.RawStdEncoding.DecodeString(m.Str); err != nil {
+					err = fmt.Errorf("log entry has a malformed mask")
+					return false
+				}
 			}
 			o.Get("set").ForEach(func(_, kv gjson.Result) bool {
 				pair := kv.Array()
@@ -254,9 +290,12 @@ func validJSONName(r gjson.Result) bool { return r.Type == gjson.String && r.Str
 
 func decodeSnapshot(data []byte, snap gjson.Result) (*State, error) {
 	s := NewState()
+	s.mem.budget = math.MaxInt // the node that applies the snapshot sets its own bounds
 	s.Epoch = snap.Get("e").Str
 	s.Version = snap.Get("v").Uint()
 	s.horizon = snap.Get("h").Uint()
+	s.mem.lastTS = snap.Get("ts").Int()
+	lastTS := s.mem.lastTS
 	var err error
 	snap.Get("slots").ForEach(func(_, t gjson.Result) bool {
 		a := t.Array()
@@ -278,7 +317,7 @@ func decodeSnapshot(data []byte, snap gjson.Result) (*State, error) {
 	})
 	snap.Get("recent").ForEach(func(_, t gjson.Result) bool {
 		a := t.Array()
-		if len(a) != 3 && len(a) != 4 { // the user came later; a missing one reads as ""
+		if len(a) < 3 || len(a) > 5 { // the user and the time came later; missing ones read as "" and 0
 			return true
 		}
 		var names []string
@@ -286,13 +325,21 @@ func decodeSnapshot(data []byte, snap gjson.Result) (*State, error) {
 			names = append(names, n.Str)
 			return true
 		})
-		user := ""
-		if len(a) == 4 {
+		user, ts := "", int64(0)
+		if len(a) >= 4 {
 			user = a[3].Str
 		}
+		if len(a) == 5 {
+			ts = a[4].Int()
+		}
+		s.mem.lastTS, lastTS = ts, s.mem.lastTS // remembered at their own time
 		s.remember(&Commit{ID: a[0].Str, User: user, Version: a[1].Uint(), Deletes: names})
+		s.mem.lastTS = lastTS
 		return true
 	})
+	if req := snap.Get("req"); req.Exists() && !s.mem.decodeRecords(req.Str) {
+		return s, fmt.Errorf("snapshot has malformed request records")
+	}
 	lock := snap.Get("lock").Array()
 	if len(lock) == 2 {
 		s.Lock = LockState{ID: lock[0].Str, Until: lock[1].Int()}

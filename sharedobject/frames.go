@@ -27,6 +27,7 @@ const (
 	CodeRateLimited          = "rate_limited"
 	CodeHookUnavailable      = "hook_unavailable"
 	CodeBusy                 = "busy"
+	CodeIDReused             = "id_reused"
 	CodeUnavailable          = "unavailable"
 	CodeInternal             = "internal"
 )

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
+	"unicode/utf8"
 )
 
 // Fuzz targets for the three places untrusted or replicated bytes enter the package: client frames,
@@ -64,12 +67,44 @@ func FuzzParseClientFrame(f *testing.F) {
 			if werr.Code == "" || werr.Message == "" {
 				t.Fatalf("refusal without code or message: %+v", werr)
 			}
+			if out := errorFrame(werr, peekID(data), fr.obj, fr.persistent); !validOutput(out) {
+				t.Fatalf("refusal of %q is written as %q: not valid UTF-8 JSON", data, out)
+			}
 			return
 		}
 		if err := checkFrame(fr, data, &lim); err != nil {
 			t.Fatalf("accepted %q: %v", data, err)
 		}
+		// Every frame the server writes from what it accepted is valid UTF-8 JSON (browsers fail the socket
+		// on anything else).
+		for _, out := range serverFramesFor(fr) {
+			if !validOutput(out) {
+				t.Fatalf("accepted %q, then wrote %q: not valid UTF-8 JSON", data, out)
+			}
+		}
 	})
+}
+
+func validOutput(frame []byte) bool { return utf8.Valid(frame) && json.Valid(frame) }
+
+// serverFramesFor builds the frames the server writes about an accepted client frame.
+func serverFramesFor(fr clientFrame) [][]byte {
+	out := [][]byte{pongFrame(fr.id)}
+	f := beginSync(fr.obj, fr.persistent, fr.epoch, fr.version, fr.id)
+	for _, c := range fr.changes {
+		if c.Delete {
+			f.event(Event{Code: "delete", Name: c.Name})
+			f.success(c.Name)
+		} else {
+			f.event(Event{Code: "change", Name: c.Name, Value: c.Value, OldValue: c.Value})
+			f.reject(c.Name, c.Value, true, "conflict")
+		}
+	}
+	out = append(out, f.end())
+	if fr.op == "send" {
+		out = append(out, messageFrame(fr.obj, fr.persistent, &Message{ID: fr.id, User: fr.obj, Handler: fr.handler, Args: fr.args}))
+	}
+	return out
 }
 
 // checkFrame states what an accepted frame promises to the rest of the package.
@@ -216,22 +251,37 @@ func FuzzBatchApply(f *testing.F) {
 type modelRun struct {
 	s        *State
 	fromSnap *State              // rebuilt from the latest snapshot, then fed the same ops
-	logged   []op                // ops as read back from the log, in order
+	logged   []entry             // entries as read back from the log, in order
 	at       []map[string]string // slots at each version
-	ids      []recentCommit      // what Recent should answer, oldest first
+	ids      []fuzzRequest       // every request committed with an id, oldest first
 	nextID   int
+	ts       int64 // the clock of the last entry
 }
+
+// fuzzRequest is what the memory of an object should answer for a committed request.
+type fuzzRequest struct {
+	id      string
+	version uint64
+	fp      uint64
+	names   []string // for requests logged without a fingerprint
+	ts      int64
+}
+
+// fuzzDupWindow is the duplicate window of the fuzzed objects, in the milliseconds of their entries' clock.
+const fuzzDupWindow = 20 * time.Millisecond
+
+func newFuzzState() *State { return NewStateWith(fuzzDupWindow, math.MaxInt) }
 
 func newModelRun() *modelRun {
-	return &modelRun{s: NewState(), at: []map[string]string{{}}}
+	return &modelRun{s: newFuzzState(), at: []map[string]string{{}}}
 }
 
-// applyOp applies a logged op to a replica as object.applyLocked does.
+// applyOp applies a logged op to a replica as object.applyLocked does (after State.Advance).
 func applyOp(s *State, o op) {
 	if o.commit != nil {
 		s.Apply(o.commit, fuzzWindow)
 	} else if o.msg.ID != "" {
-		s.RememberMessage(o.msg.User, o.msg.ID)
+		s.RememberMessage(o.msg)
 	}
 }
 
@@ -262,6 +312,12 @@ func (m *modelRun) entry(p *program) error {
 			}
 			if m.nextID%3 != 0 { // every third commit is a server-side write, without an id
 				c.ID, c.Origin, c.User = "r"+strconv.Itoa(m.nextID), "node/s1", "ü"
+				if m.nextID%5 != 0 { // every fifth as logged before fingerprints
+					c.FP = uint64(m.nextID)*0x9e3779b97f4a7c15 | 1
+					if h&0x10 != 0 {
+						c.Mask = []byte{byte(m.nextID), 1}
+					}
+				}
 			}
 		}
 		ops = append(ops, o)
@@ -269,7 +325,8 @@ func (m *modelRun) entry(p *program) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	data := encodeEntry(ops)
+	m.ts += int64(h % 7)
+	data := encodeEntry(m.ts, ops)
 	e, err := decodeEntry(data)
 	if err != nil {
 		return fmt.Errorf("decode %s: %v", data, err)
@@ -277,7 +334,15 @@ func (m *modelRun) entry(p *program) error {
 	if len(e.ops) != len(ops) {
 		return fmt.Errorf("entry %s decodes to %d ops, want %d", data, len(e.ops), len(ops))
 	}
+	if e.ts != m.ts {
+		return fmt.Errorf("entry %s decodes with ts %d", data, e.ts)
+	}
 	lenBefore, bytesBefore := m.s.Len(), m.s.Bytes()
+	m.s.Advance(e.ts)
+	if m.fromSnap != nil {
+		m.fromSnap.Advance(e.ts)
+	}
+	m.logged = append(m.logged, *e)
 	for i, o := range ops {
 		if err := sameOp(o, e.ops[i]); err != nil {
 			return fmt.Errorf("entry %s: %v", data, err)
@@ -285,7 +350,6 @@ func (m *modelRun) entry(p *program) error {
 		if err := m.apply(o); err != nil {
 			return err
 		}
-		m.logged = append(m.logged, e.ops[i])
 		if m.fromSnap != nil {
 			applyOp(m.fromSnap, e.ops[i])
 		}
@@ -302,6 +366,7 @@ func (m *modelRun) entry(p *program) error {
 			return fmt.Errorf("snapshot does not decode: %v", err)
 		}
 		m.fromSnap = snap.snap
+		m.fromSnap.mem.window = fuzzDupWindow.Milliseconds()
 		if err := m.sameState("snapshot", m.fromSnap); err != nil {
 			return err
 		}
@@ -379,7 +444,7 @@ func (m *modelRun) batch(p *program, d *Draft) (op, error) {
 func (m *modelRun) apply(o op) error {
 	if o.msg != nil {
 		applyOp(m.s, o)
-		m.ids = append(m.ids, recentCommit{id: o.msg.ID, version: m.s.Version})
+		m.ids = append(m.ids, fuzzRequest{id: o.msg.ID, version: m.s.Version, fp: messageFingerprint(o.msg.Handler, o.msg.Args), ts: m.ts})
 		return nil
 	}
 	c := o.commit
@@ -405,7 +470,11 @@ func (m *modelRun) apply(o op) error {
 	}
 	m.at = append(m.at, cur)
 	if c.ID != "" {
-		m.ids = append(m.ids, recentCommit{id: c.ID, version: c.Version, names: append(slotNames(c.Sets), c.Deletes...)})
+		r := fuzzRequest{id: c.ID, version: c.Version, fp: c.FP, ts: m.ts}
+		if c.FP == 0 {
+			r.names = append(slotNames(c.Sets), c.Deletes...)
+		}
+		m.ids = append(m.ids, r)
 	}
 	n, size := 0, 0
 	m.s.Slots(func(name string, value []byte, _ uint64) { n, size = n+1, size+len(name)+len(value) })
@@ -417,9 +486,12 @@ func (m *modelRun) apply(o op) error {
 
 // finish checks the end state against a replay of the log, the snapshot replica, and every resync.
 func (m *modelRun) finish() error {
-	replay := NewState()
-	for _, o := range m.logged {
-		applyOp(replay, o)
+	replay := newFuzzState()
+	for _, e := range m.logged {
+		replay.Advance(e.ts)
+		for _, o := range e.ops {
+			applyOp(replay, o)
+		}
 	}
 	if err := m.sameState("replay", replay); err != nil {
 		return err
@@ -429,11 +501,14 @@ func (m *modelRun) finish() error {
 			return err
 		}
 	}
-	// The last recentLimit request ids are remembered, with what they committed; older ones are not.
-	for i, r := range m.ids {
-		v, names, ok := m.s.Recent("ü", r.id)
-		if ok != (i >= len(m.ids)-recentLimit) || ok && (v != r.version || !slices.Equal(names, r.names)) {
-			return fmt.Errorf("Recent(%q) = %d %v %v, want %d %v", r.id, v, names, ok, r.version, r.names)
+	// The request ids of the duplicate window are remembered, with what they committed; older ones are not.
+	for _, r := range m.ids {
+		rec := m.s.Remembered("ü", r.id)
+		if want := r.ts >= m.ts-fuzzDupWindow.Milliseconds(); (rec != nil) != want {
+			return fmt.Errorf("request %q of ts %d at ts %d: remembered %v, want %v", r.id, r.ts, m.ts, rec != nil, want)
+		}
+		if rec != nil && (rec.version != r.version || rec.fp != r.fp || !slices.Equal(rec.names, r.names)) {
+			return fmt.Errorf("request %q remembered as %+v, want %+v", r.id, rec, r)
 		}
 	}
 	return m.checkDeltas()
@@ -482,19 +557,14 @@ func (m *modelRun) sameState(what string, r *State) error {
 	case !maps.Equal(r.tombs, s.tombs):
 		return fmt.Errorf("%s: tombstones %v, want %v", what, r.tombs, s.tombs)
 	}
-	for key, i := range s.byID {
-		user, id := s.recent[i].user, s.recent[i].id
-		if key != requestKey(user, id) {
-			return fmt.Errorf("%s: request %q of %q is filed under %q", what, id, user, key)
-		}
-		v1, n1, _ := s.Recent(user, id)
-		v2, n2, ok := r.Recent(user, id)
-		if !ok || v1 != v2 || !slices.Equal(n1, n2) {
-			return fmt.Errorf("%s: Recent(%q) = %d %v %v, want %d %v", what, id, v2, n2, ok, v1, n1)
+	for key, a := range s.mem.byKey {
+		b := r.mem.lookup(key)
+		if b == nil || a.version != b.version || a.fp != b.fp || a.ts != b.ts || !bytes.Equal(a.mask, b.mask) || !slices.Equal(a.names, b.names) {
+			return fmt.Errorf("%s: request %x remembered as %+v, want %+v", what, key, b, a)
 		}
 	}
-	if len(r.byID) != len(s.byID) {
-		return fmt.Errorf("%s: remembers %d request ids, want %d", what, len(r.byID), len(s.byID))
+	if len(r.mem.byKey) != len(s.mem.byKey) || r.mem.lastTS != s.mem.lastTS {
+		return fmt.Errorf("%s: remembers %d request ids at ts %d, want %d at %d", what, len(r.mem.byKey), r.mem.lastTS, len(s.mem.byKey), s.mem.lastTS)
 	}
 	// Older versions get a full sync (checkDeltas checks the rule); the window is where answers differ.
 	for v := s.Version - min(s.Version, fuzzWindow+2); v <= s.Version; v++ {
@@ -554,9 +624,9 @@ func FuzzDecodeEntry(f *testing.F) {
 	s.Apply(&Commit{Version: 2, ID: "r2", Deletes: []string{"b"}}, 8)
 	s.Lock = LockState{ID: "L1", Until: 1767225600000}
 	f.Add(encodeSnapshot(s))
-	f.Add(encodeEntry([]op{
+	f.Add(encodeEntry(1767225600000, []op{
 		{commit: &Commit{Version: 13, Epoch: "ep", ID: "r1", Origin: "node/s1", User: "alice", Clear: true,
-			Sets: []SlotValue{{"a", []byte(`1`)}}, Deletes: []string{"b"}}},
+			Sets: []SlotValue{{"a", []byte(`1`)}}, Deletes: []string{"b"}, FP: 0xfeed, Mask: []byte{5}}},
 		{msg: &Message{ID: "r2", Origin: "node/s1", User: "alice", Handler: "chat", Args: []byte(`["hi"]`)}},
 		{lock: &LockState{ID: "L1", Until: 1767225600000}},
 		{unlock: "L1"},
@@ -587,10 +657,10 @@ func FuzzDecodeEntry(f *testing.F) {
 		case e.reset:
 			return
 		default:
-			again = encodeEntry(e.ops)
+			again = encodeEntry(e.ts, e.ops)
 		}
-		if !json.Valid(again) {
-			t.Fatalf("%q decodes, but re-encodes as invalid JSON %q", data, again)
+		if !json.Valid(again) || !utf8.Valid(again) {
+			t.Fatalf("%q decodes, but re-encodes as invalid JSON or UTF-8 %q", data, again)
 		}
 		if _, err := decodeEntry(again); err != nil {
 			t.Fatalf("%q decodes, but its re-encoding %q does not: %v", data, again, err)

@@ -3,7 +3,7 @@ package sharedobject
 import (
 	"bytes"
 	"sort"
-	"strings"
+	"time"
 )
 
 // This file is the pure model of one shared object: its slots, versions, tombstones and the rules that
@@ -27,7 +27,9 @@ type Commit struct {
 	User    string
 	Sets    []SlotValue
 	Deletes []string
-	Clear   bool // delete every slot first (server-side clear)
+	Clear   bool   // delete every slot first (server-side clear)
+	FP      uint64 // fingerprint of the request (updateFingerprint); 0 for server-side writes
+	Mask    []byte // which of the request's changes were committed (commitMask); nil = all
 }
 
 // SlotValue is a slot name with its compact JSON value.
@@ -58,17 +60,6 @@ type slot struct {
 	version uint64
 }
 
-// recentCommit remembers a committed request so that a retry with the same id is answered, not reapplied.
-type recentCommit struct {
-	user    string
-	id      string
-	version uint64
-	names   []string
-}
-
-// recentLimit is how many committed request ids an object remembers (docs/PROTOCOL.md §1.6).
-const recentLimit = 1000
-
 // State is one replica of an object.
 type State struct {
 	Epoch   string
@@ -77,9 +68,7 @@ type State struct {
 	tombs   map[string]uint64 // deleted slot → version of the deletion
 	horizon uint64            // deletions at or before this version are forgotten
 	bytes   int               // sum of len(name)+len(value) over slots
-	recent  []recentCommit    // ring, oldest first once full
-	next    int               // ring position of the next insert
-	byID    map[string]int    // requestKey → ring index
+	mem     requestMemory     // committed request ids (at-most-once)
 	Lock    LockState
 }
 
@@ -89,9 +78,14 @@ type LockState struct {
 	Until int64 // unix milliseconds
 }
 
-// NewState returns an empty object.
+// NewState returns an empty object that remembers request ids for DefaultDuplicateWindow.
 func NewState() *State {
-	return &State{slots: map[string]slot{}, tombs: map[string]uint64{}, byID: map[string]int{}}
+	return NewStateWith(DefaultDuplicateWindow, DefaultRememberedBytes)
+}
+
+// NewStateWith returns an empty object that remembers request ids for window, in at most budget bytes.
+func NewStateWith(window time.Duration, budget int) *State {
+	return &State{slots: map[string]slot{}, tombs: map[string]uint64{}, mem: newRequestMemory(window, budget)}
 }
 
 // Len is the number of slots; Bytes the size used against MaxObjectBytes.
@@ -117,35 +111,16 @@ func (s *State) Slots(fn func(name string, value []byte, version uint64)) {
 	}
 }
 
-// requestKey scopes a request id to its user: ids are chosen by clients, so one user's id must never
-// answer another user's request. Unnamed anonymous clients get a new "anon-…" user on every connection,
-// so they share one scope; otherwise their retries after a reconnect would be applied twice.
-func requestKey(user, id string) string {
-	if strings.HasPrefix(user, "anon-") {
-		user = ""
-	}
-	return user + "\x00" + id
-}
+// Remembered returns the record of user's committed request id, if the object still remembers it.
+func (s *State) Remembered(user, id string) *remembered { return s.mem.lookup(requestKey(user, id)) }
 
-// Recent returns the slots committed by user's request id, if the object still remembers it.
-func (s *State) Recent(user, id string) (version uint64, names []string, ok bool) {
-	i, ok := s.byID[requestKey(user, id)]
-	if !ok {
-		return 0, nil, false
-	}
-	r := s.recent[i]
-	return r.version, r.names, true
-}
-
-// Knows reports whether user's request id (of a commit or a message) was committed recently.
-func (s *State) Knows(user, id string) bool {
-	_, ok := s.byID[requestKey(user, id)]
-	return ok
-}
+// Advance moves the object's clock to a log entry's timestamp (unix ms): request ids older than the
+// duplicate window are forgotten. Every entry is applied with its timestamp, before its operations.
+func (s *State) Advance(ts int64) { s.mem.advance(ts) }
 
 // RememberMessage records a delivered message's id, so that a re-sent copy is not delivered twice.
-func (s *State) RememberMessage(user, id string) {
-	s.remember(&Commit{ID: id, User: user, Version: s.Version})
+func (s *State) RememberMessage(m *Message) {
+	s.mem.add(&remembered{key: requestKey(m.User, m.ID), fp: messageFingerprint(m.Handler, m.Args), version: s.Version})
 }
 
 // Apply applies a commit and returns what subscribers are told. The commit must be the next version.
@@ -200,23 +175,15 @@ func (s *State) remove(name string, version uint64) {
 }
 
 func (s *State) remember(c *Commit) {
-	names := make([]string, 0, len(c.Sets)+len(c.Deletes))
-	for _, sv := range c.Sets {
-		names = append(names, sv.Name)
+	r := &remembered{key: requestKey(c.User, c.ID), fp: c.FP, version: c.Version, mask: c.Mask}
+	if c.FP == 0 { // a commit logged before fingerprints: keep what it committed by name
+		r.id, r.user = c.ID, c.User
+		for _, sv := range c.Sets {
+			r.names = append(r.names, sv.Name)
+		}
+		r.names = append(r.names, c.Deletes...)
 	}
-	names = append(names, c.Deletes...)
-	key := requestKey(c.User, c.ID)
-	rc := recentCommit{user: c.User, id: c.ID, version: c.Version, names: names}
-	if len(s.recent) < recentLimit {
-		s.byID[key] = len(s.recent)
-		s.recent = append(s.recent, rc)
-		return
-	}
-	old := s.recent[s.next]
-	delete(s.byID, requestKey(old.user, old.id))
-	s.recent[s.next] = rc
-	s.byID[key] = s.next
-	s.next = (s.next + 1) % recentLimit
+	s.mem.add(r)
 }
 
 // pruneTombs forgets deletions older than the resync window. It runs every 64 versions so that the

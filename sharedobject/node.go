@@ -32,6 +32,16 @@ const (
 )
 
 const (
+	// snapshotOverhead is the room a snapshot needs beyond the object's bytes and its remembered requests
+	// (versions, quoting, tombstones).
+	snapshotOverhead = 256 << 10
+	// maxAPIHandlers bounds the server-API requests one node works on at once; more are answered busy.
+	maxAPIHandlers = 256
+	// catchUpRetry bounds the wait between attempts to refill the replicas after a NATS reconnect.
+	catchUpRetry = 2 * time.Second
+)
+
+const (
 	heartbeat   = 5 * time.Second
 	nodeTTL     = 3 * heartbeat // a node silent this long is dead and its interest no longer counts
 	resetTTL    = time.Minute   // how long a temporary object's reset marker stays in the log
@@ -51,6 +61,19 @@ type Node struct {
 
 	interest jetstream.KeyValue
 	nodes    jetstream.KeyValue
+	apiSlots chan struct{} // one per server-API request in progress
+
+	// link ends when the NATS connection drops, so that reads and publishes in flight fail at once
+	// instead of waiting out their timeouts; a reconnect starts a new one.
+	linkMu     sync.Mutex
+	link       context.Context
+	linkCancel context.CancelFunc
+	linkGen    uint64
+	// streamBorn is when each stream was created, as last seen: a stream created again (a memory stream
+	// lost with its NATS server) holds none of what the replicas applied, and they start over.
+	streamBorn map[string]time.Time
+
+	beforeFetch func(subject string) // tests: runs before each log read
 
 	ctx    context.Context // ends at Shutdown, after the writes in flight are done
 	cancel context.CancelFunc
@@ -76,9 +99,12 @@ func NewNode(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 	if cfg.NodeID == "" {
 		cfg.NodeID = "node-" + randomID(6)
 	}
-	if need := int64(cfg.Limits.MaxObjectBytes) + 256<<10; nc.MaxPayload() < need {
-		return nil, fmt.Errorf("sharedobject: NATS max_payload is %d bytes but objects of -max-object-bytes %d need %d; raise max_payload on the NATS server or lower -max-object-bytes",
-			nc.MaxPayload(), cfg.Limits.MaxObjectBytes, need)
+	if cfg.Limits.MaxRememberedBytes == 0 {
+		cfg.Limits.MaxRememberedBytes = max(rememberedBudget(nc.MaxPayload(), cfg.Limits.MaxObjectBytes), 1)
+	}
+	if need := int64(cfg.Limits.MaxObjectBytes) + snapshotOverhead + int64(cfg.Limits.MaxRememberedBytes)*4/3; nc.MaxPayload() < need {
+		return nil, fmt.Errorf("sharedobject: NATS max_payload is %d bytes but objects of -max-object-bytes %d need %d (with %d bytes of remembered request ids); raise max_payload on the NATS server or lower -max-object-bytes",
+			nc.MaxPayload(), cfg.Limits.MaxObjectBytes, need, cfg.Limits.MaxRememberedBytes)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -87,47 +113,145 @@ func NewNode(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 	n := &Node{
 		nc: nc, js: js, cfg: cfg, id: ids.Safe(cfg.NodeID), log: cfg.Logger,
 		objects: map[objKey]*object{}, sessions: map[*session]struct{}{}, done: make(chan struct{}),
+		apiSlots: make(chan struct{}, maxAPIHandlers), streamBorn: map[string]time.Time{},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.link, n.linkCancel = context.WithCancel(n.ctx)
 	if err := n.setup(ctx); err != nil {
 		n.cancel()
 		return nil, err
 	}
+	prevDown := nc.Opts.DisconnectedErrCB
+	nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
+		if prevDown != nil {
+			prevDown(c, err)
+		}
+		n.linkMu.Lock()
+		n.linkCancel()
+		n.linkMu.Unlock()
+	})
 	// Entries republished while the connection was down are lost to this node: refill every replica.
 	prev := nc.Opts.ReconnectedCB
 	nc.SetReconnectHandler(func(c *nats.Conn) {
 		if prev != nil {
 			prev(c)
 		}
-		n.catchUpAll()
+		n.linkMu.Lock()
+		n.linkCancel()
+		n.link, n.linkCancel = context.WithCancel(n.ctx)
+		n.linkGen++
+		link := n.link
+		n.linkMu.Unlock()
+		if !n.track() {
+			return
+		}
+		go func() {
+			defer n.wg.Done()
+			n.refill(link)
+		}()
 	})
 	n.wg.Add(1)
 	go n.heartbeatLoop()
 	return n, nil
 }
 
-func (n *Node) catchUpAll() {
+// currentLink is the context of the NATS connection as it is now (already done while disconnected).
+func (n *Node) currentLink() context.Context {
+	n.linkMu.Lock()
+	defer n.linkMu.Unlock()
+	return n.link
+}
+
+// track counts a background goroutine unless the node is shutting down.
+func (n *Node) track() bool {
 	n.mu.Lock()
-	objects := make([]*object, 0, len(n.objects))
+	defer n.mu.Unlock()
+	if n.closing.Load() {
+		return false
+	}
+	n.wg.Add(1)
+	return true
+}
+
+// refill brings every replica up to date after a reconnect: it makes sure the streams and buckets exist
+// (a NATS server that kept them in memory comes back without them), starts over the replicas of a stream
+// that was created again, and reads each object's log until it succeeds or the connection drops again
+// (then the next reconnect refills).
+func (n *Node) refill(link context.Context) {
+	wait := 50 * time.Millisecond
+	pause := func() bool {
+		select {
+		case <-link.Done():
+			return false
+		case <-time.After(wait):
+			wait = min(2*wait, catchUpRetry)
+			return true
+		}
+	}
+	for {
+		ctx, cancel := context.WithTimeout(link, natsTimeout)
+		err := n.ensureStorage(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		n.log.Warn("cannot check the streams after a NATS reconnect; retrying", "err", err)
+		if !pause() {
+			return
+		}
+	}
+	n.mu.Lock()
+	todo := make([]*object, 0, len(n.objects))
 	for _, o := range n.objects {
-		objects = append(objects, o)
+		todo = append(todo, o)
 	}
 	n.mu.Unlock()
-	for _, o := range objects {
-		select {
-		case <-o.ready:
-		default:
-			continue // still loading: it reads the log anyway
+	for _, o := range todo {
+		if !o.key.persistent {
+			ctx, cancel := context.WithTimeout(link, natsTimeout)
+			n.addInterest(ctx, o.key) // the interest bucket may have been lost too
+			cancel()
 		}
-		o.mu.Lock()
-		if err := o.catchUpLocked(n.ctx); err != nil {
-			n.log.Warn("catch-up after reconnect failed", "obj", o.key.name, "err", err)
+	}
+	for len(todo) > 0 {
+		var failed []*object
+		for _, o := range todo {
+			select {
+			case <-o.ready:
+			default:
+				continue // still loading: it reads the log anyway
+			}
+			if o.loadErr != nil {
+				continue
+			}
+			if err := o.catchUp(link); err != nil {
+				n.log.Warn("catch-up after reconnect failed; retrying", "obj", o.key.name, "err", err)
+				failed = append(failed, o)
+			}
 		}
-		o.mu.Unlock()
+		if todo = failed; len(todo) > 0 && !pause() {
+			return
+		}
 	}
 }
 
 func (n *Node) setup(ctx context.Context) error {
+	if err := n.ensureStorage(ctx); err != nil {
+		return err
+	}
+	if _, err := n.nodes.Put(ctx, n.id, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return fmt.Errorf("sharedobject: cannot register node: %w", err)
+	}
+	var err error
+	if n.hooks, err = startHookTable(ctx, n); err != nil {
+		return err
+	}
+	return n.serveAPI()
+}
+
+// ensureStorage creates (or checks) the streams and buckets. It resets the replicas of a stream that was
+// created again since it was last seen.
+func (n *Node) ensureStorage(ctx context.Context) error {
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: streamPersistent, Subjects: []string{"rso.so.p.*"}, Storage: jetstream.FileStorage},
 		{Name: streamTemporary, Subjects: []string{"rso.so.t.*"}, Storage: jetstream.MemoryStorage, AllowMsgTTL: true},
@@ -139,24 +263,54 @@ func (n *Node) setup(ctx context.Context) error {
 		sc.Discard = jetstream.DiscardOld
 		src := sc.Subjects[0]
 		sc.RePublish = &jetstream.RePublish{Source: src, Destination: "rso.ev." + src[len("rso.so."):len(src)-1] + "{{wildcard(1)}}"}
-		if _, err := n.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		stream, err := n.js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
 			return fmt.Errorf("sharedobject: cannot create stream %s: %w", sc.Name, err)
 		}
+		born := stream.CachedInfo().Created
+		n.mu.Lock()
+		seen, known := n.streamBorn[sc.Name]
+		n.streamBorn[sc.Name] = born
+		n.mu.Unlock()
+		if known && !seen.Equal(born) {
+			n.log.Warn("stream was created again (its NATS server lost it); replicas start over", "stream", sc.Name)
+			n.resetStream(sc.Name)
+		}
 	}
-	var err error
-	if n.interest, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketInterest, Storage: jetstream.MemoryStorage, Replicas: n.cfg.Replicas}); err != nil {
+	interest, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketInterest, Storage: jetstream.MemoryStorage, Replicas: n.cfg.Replicas})
+	if err != nil {
 		return fmt.Errorf("sharedobject: cannot create bucket %s: %w", bucketInterest, err)
 	}
-	if n.nodes, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketNodes, Storage: jetstream.MemoryStorage, TTL: nodeTTL, Replicas: n.cfg.Replicas}); err != nil {
+	nodes, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketNodes, Storage: jetstream.MemoryStorage, TTL: nodeTTL, Replicas: n.cfg.Replicas})
+	if err != nil {
 		return fmt.Errorf("sharedobject: cannot create bucket %s: %w", bucketNodes, err)
 	}
-	if _, err := n.nodes.Put(ctx, n.id, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
-		return fmt.Errorf("sharedobject: cannot register node: %w", err)
+	if n.interest == nil { // at setup; later the handles stay (they name the buckets, which now exist again)
+		n.interest, n.nodes = interest, nodes
 	}
-	if n.hooks, err = startHookTable(ctx, n); err != nil {
-		return err
+	return nil
+}
+
+// resetStream empties the replicas of every object kept in a stream that was lost: their subscribers are
+// told (clear), and the catch-up that follows reads the new log from its start.
+func (n *Node) resetStream(stream string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, o := range n.objects {
+		if o.stream != stream {
+			continue
+		}
+		o.mu.Lock()
+		if o.seq != 0 || o.state.Version != 0 {
+			o.resetLocked(0)
+		}
+		o.mu.Unlock()
 	}
-	return n.serveAPI()
+}
+
+// newState is an empty replica with this node's at-most-once settings.
+func (n *Node) newState() *State {
+	return NewStateWith(n.cfg.DuplicateWindow, n.cfg.Limits.MaxRememberedBytes)
 }
 
 func (n *Node) streamFor(persistent bool) string {
@@ -172,7 +326,9 @@ func (n *Node) Ready() bool { return n.nc.IsConnected() && !n.closing.Load() }
 // Shutdown stops taking frames, lets the writes in flight commit, closes every client with 1012
 // (restart: reconnect) after its queued answers, and stops the bus API. Safe to call more than once.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.mu.Lock() // a session registers under n.mu: it is either in the list below or sees closing
 	n.closing.Store(true)
+	n.mu.Unlock()
 	n.stopOnce.Do(func() {
 		defer close(n.done)
 		for _, s := range n.apiSubs {
@@ -375,7 +531,7 @@ func (n *Node) publish(ctx context.Context, subject string, data []byte, expect 
 }
 
 func (n *Node) publishOpts(ctx context.Context, subject string, data []byte, expect uint64, rollup bool, ttl time.Duration) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, natsTimeout)
+	ctx, cancel := n.linked(ctx, natsTimeout)
 	defer cancel()
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	if rollup {
@@ -398,7 +554,10 @@ func (n *Node) publishOpts(ctx context.Context, subject string, data []byte, exp
 
 // fetch reads the stored entries of one subject from sequence from on, in order, with batched direct gets.
 func (n *Node) fetch(ctx context.Context, stream, subject string, from uint64, fn func(seq uint64, data []byte)) error {
-	ctx, cancel := context.WithTimeout(ctx, 4*natsTimeout)
+	if n.beforeFetch != nil {
+		n.beforeFetch(subject)
+	}
+	ctx, cancel := n.linked(ctx, 4*natsTimeout)
 	defer cancel()
 	inbox := n.nc.NewRespInbox()
 	sub, err := n.nc.SubscribeSync(inbox)
@@ -446,7 +605,7 @@ func (n *Node) fetch(ctx context.Context, stream, subject string, from uint64, f
 
 // lastSeq returns the sequence of the last stored entry of a subject (0 when none).
 func (n *Node) lastSeq(ctx context.Context, stream, subject string) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, natsTimeout)
+	ctx, cancel := n.linked(ctx, natsTimeout)
 	defer cancel()
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
 	m, err := n.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, req)
@@ -457,6 +616,18 @@ func (n *Node) lastSeq(ctx context.Context, stream, subject string) (uint64, err
 		return 0, nil
 	}
 	return parseUint(m.Header.Get("Nats-Sequence"))
+}
+
+// linked bounds ctx by timeout and by the NATS connection: it ends as soon as the connection drops.
+func (n *Node) linked(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	stop := context.AfterFunc(n.currentLink(), cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// errLinkLost tells whether err comes from the NATS connection dropping while waiting.
+func (n *Node) errLinkLost(err error) bool {
+	return errors.Is(err, context.Canceled) && n.ctx.Err() == nil
 }
 
 func parseUint(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }

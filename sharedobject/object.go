@@ -14,7 +14,8 @@ import (
 // object is this node's replica of one shared object: the state rebuilt from the object's log, the local
 // subscribers, and the queue of writes waiting to be committed.
 //
-// Lock order: Node.mu before object.mu; session.mu is never held while taking object.mu.
+// Lock order: object.catching before Node.mu before object.mu; session.mu is never held while taking
+// object.mu. No network I/O happens under Node.mu or object.mu.
 type object struct {
 	node       *Node
 	key        objKey
@@ -25,6 +26,12 @@ type object struct {
 	loadErr    error
 	liveSub    *nats.Subscription
 	snapshotAt int // entries since the last snapshot, to roll the log up
+	logBytes   int // bytes of those entries
+	snapBytes  int // size of the last snapshot: the log is rolled up once it has grown by half of it
+
+	// catching is held while the log is read to catch up (one read at a time). o.mu is not held across
+	// the read: subscribes, leaves and the node's map never wait on a slow or stalled log.
+	catching sync.Mutex
 
 	mu       sync.Mutex
 	state    *State
@@ -60,11 +67,19 @@ type pendingReply struct {
 	rejects []rejectNote
 }
 
+// rejectNote is a refused change. The value it is answered with is read when the answer is written, from
+// the committed state: never from a draft that may still lose to another node.
 type rejectNote struct {
 	name   string
-	value  []byte
-	exists bool
 	reason string
+}
+
+// rejectsLocked adds the rejects to an answer, with each slot's committed value.
+func (o *object) rejectsLocked(f *syncFrame, rejects []rejectNote) {
+	for _, r := range rejects {
+		v, _, ok := o.state.Get(r.name)
+		f.reject(r.name, v, ok, r.reason)
+	}
 }
 
 func newObject(n *Node, key objKey) *object {
@@ -75,7 +90,7 @@ func newObject(n *Node, key objKey) *object {
 		evSubject: "rso.ev." + key.ns() + "." + tok,
 		stream:    n.streamFor(key.persistent),
 		ready:     make(chan struct{}),
-		state:     NewState(),
+		state:     n.newState(),
 		subs:      map[*session]struct{}{},
 		awaiting:  map[string]*pendingReply{},
 		lockWake:  make(chan struct{}),
@@ -100,9 +115,7 @@ func (o *object) load(ctx context.Context) {
 		return
 	}
 	o.liveSub = sub
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if err := o.catchUpLocked(ctx); err != nil {
+	if err := o.catchUp(ctx); err != nil {
 		o.loadErr = err
 		sub.Unsubscribe()
 	}
@@ -117,41 +130,64 @@ func (o *object) onLive(m *nats.Msg) {
 	seq, _ := parseUint(m.Header.Get("Nats-Sequence"))
 	last, _ := parseUint(m.Header.Get("Nats-Last-Sequence"))
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if seq <= o.seq {
+		o.mu.Unlock()
 		return // applied already (by the writer that committed it, or by a catch-up)
 	}
 	if last != o.seq {
 		// A gap: entries were missed (slow subscription, reconnect). Refill from the stream.
-		if err := o.catchUpLocked(context.Background()); err != nil {
+		o.mu.Unlock()
+		if err := o.catchUp(o.node.ctx); err != nil {
 			o.node.log.Error("shared object catch-up failed", "obj", o.key.name, "err", err)
 		}
 		return
 	}
 	o.applyDataLocked(seq, m.Data)
+	o.mu.Unlock()
 }
 
-// catchUpLocked reads every stored entry after o.seq and applies it.
-func (o *object) catchUpLocked(ctx context.Context) error {
-	before := o.seq
-	err := o.node.fetch(ctx, o.stream, o.subject, o.seq+1, func(seq uint64, data []byte) {
-		if seq > o.seq {
-			o.applyDataLocked(seq, data)
+// catchUp reads every stored entry after the replica's sequence and applies it. The log is read without
+// o.mu; each entry is applied under it, in order, unless a live delivery applied it first.
+func (o *object) catchUp(ctx context.Context) error {
+	o.catching.Lock()
+	defer o.catching.Unlock()
+	for wiped := false; ; wiped = true {
+		o.mu.Lock()
+		before := o.seq
+		o.mu.Unlock()
+		err := o.node.fetch(ctx, o.stream, o.subject, before+1, func(seq uint64, data []byte) {
+			o.mu.Lock()
+			if seq > o.seq {
+				o.applyDataLocked(seq, data)
+			}
+			o.mu.Unlock()
+		})
+		if err != nil {
+			return err
 		}
-	})
-	if err != nil || o.seq != before || o.seq == 0 {
-		return err
+		o.mu.Lock()
+		seq := o.seq
+		o.mu.Unlock()
+		if seq != before || seq == 0 || wiped {
+			return nil
+		}
+		// Nothing after our sequence. If the stream no longer has it either, the log was wiped (a
+		// temporary object's reset marker expired, its in-memory stream was lost with a NATS restart, or an
+		// operator purged it): start over, and read what was written since from the beginning.
+		last, err := o.node.lastSeq(ctx, o.stream, o.subject)
+		if err != nil {
+			return err
+		}
+		o.mu.Lock()
+		stale := last < o.seq && o.seq == seq
+		if stale {
+			o.resetLocked(0)
+		}
+		o.mu.Unlock()
+		if !stale {
+			return nil
+		}
 	}
-	// Nothing after our sequence. If the stream no longer has it either, the log was wiped
-	// (a temporary object's reset marker expired, or an operator purged it): start over.
-	last, err := o.node.lastSeq(ctx, o.stream, o.subject)
-	if err != nil {
-		return err
-	}
-	if last < o.seq {
-		o.resetLocked(last)
-	}
-	return nil
 }
 
 func (o *object) applyDataLocked(seq uint64, data []byte) {
@@ -162,12 +198,18 @@ func (o *object) applyDataLocked(seq uint64, data []byte) {
 		return
 	}
 	o.applyLocked(seq, e)
+	if e.snap != nil {
+		o.logBytes, o.snapBytes = 0, len(data)
+	} else {
+		o.logBytes += len(data)
+	}
 }
 
 // applyLocked applies one entry and tells the local subscribers.
 func (o *object) applyLocked(seq uint64, e *entry) {
 	o.seq = seq
 	o.snapshotAt++
+	o.state.Advance(e.ts)
 	switch {
 	case e.reset:
 		o.resetLocked(seq)
@@ -179,6 +221,7 @@ func (o *object) applyLocked(seq uint64, e *entry) {
 		}
 		old := o.state
 		o.state = e.snap
+		o.state.mem.window, o.state.mem.budget = o.node.cfg.DuplicateWindow.Milliseconds(), o.node.cfg.Limits.MaxRememberedBytes
 		o.resyncSubsLocked(old.Epoch, old.Version)
 		o.wakeWritersLocked()
 		return
@@ -189,7 +232,7 @@ func (o *object) applyLocked(seq uint64, e *entry) {
 			o.applyCommitLocked(op.commit)
 		case op.msg != nil:
 			if op.msg.ID != "" {
-				o.state.RememberMessage(op.msg.User, op.msg.ID)
+				o.state.RememberMessage(op.msg)
 			}
 			f := wsconn.NewShared(messageFrame(o.key.name, o.key.persistent, op.msg))
 			for s := range o.subs {
@@ -243,16 +286,14 @@ func (o *object) applyCommitLocked(c *Commit) {
 		for _, d := range c.Deletes {
 			f.success(d)
 		}
-		for _, r := range reply.rejects {
-			f.reject(r.name, r.value, r.exists, r.reason)
-		}
+		o.rejectsLocked(&f, reply.rejects)
 		reply.sess.send(f.end())
 	}
 }
 
 // resetLocked ends the object's epoch: it is empty again, and subscribers start over.
 func (o *object) resetLocked(seq uint64) {
-	o.state = NewState()
+	o.state = o.node.newState()
 	o.seq = seq
 	o.snapshotAt = 0
 	f := beginSync(o.key.name, o.key.persistent, "", 0, "")

@@ -87,7 +87,8 @@ func TestResyncOutsideWindowOrOtherEpochIsFull(t *testing.T) {
 
 func TestRetriedRequestIsAppliedOnce(t *testing.T) {
 	n := startNode(t, startNATS(t, ""), nil)
-	a := dial(t, n.url, "")
+	// A named user: its request ids outlive its connection (an unnamed one's do not, see atmostonce_test.go).
+	a := dial(t, n.url+"?user=alice", "")
 	sub(t, a, "ctr", true)
 	first, err := a.UpdateWithID(ctxT(t), "retry-1", "ctr", true, []client.Change{set("n", 0, 1), del("none", 0)})
 	if err != nil || first.Version != 1 {
@@ -97,7 +98,7 @@ func TestRetriedRequestIsAppliedOnce(t *testing.T) {
 
 	// The connection dropped before the answer arrived; the client re-sends on a new connection.
 	a.Close()
-	b := dial(t, n.url, "")
+	b := dial(t, n.url+"?user=alice", "")
 	sub(t, b, "ctr", true)
 	again, err := b.UpdateWithID(ctxT(t), "retry-1", "ctr", true, []client.Change{set("n", 0, 1), del("none", 0)})
 	if err != nil {

@@ -112,8 +112,16 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rate:   rate.NewLimiter(rate.Limit(lim.FramesPerSecond), int(2*lim.FramesPerSecond)+1),
 	}
 	n.mu.Lock()
-	n.sessions[s] = struct{}{}
+	closing := n.closing.Load() // Shutdown sets it under n.mu: either it sees this session or we see closing
+	if !closing {
+		n.sessions[s] = struct{}{}
+	}
 	n.mu.Unlock()
+	if closing {
+		s.close(closeRestart, "server restarting; reconnect")
+		s.conn.Serve(func([]byte) {}, func(error) {})
+		return
+	}
 	s.send(n.helloFrame(sid, ident.User))
 	var expiry *time.Timer
 	if exp := ident.Expires; !exp.IsZero() {
@@ -137,6 +145,8 @@ func (n *Node) helloFrame(sid, user string) []byte {
 			"max_frame_bytes": l.MaxFrameBytes, "max_value_bytes": l.MaxValueBytes, "max_slots": l.MaxSlots,
 			"max_object_bytes": l.MaxObjectBytes, "max_changes": l.MaxChanges, "max_subscriptions": l.MaxSubscriptions,
 			"max_name_bytes": l.MaxNameBytes, "frames_per_second": l.FramesPerSecond, "resync_window": n.cfg.ResyncWindow,
+			"duplicate_window_ms": n.cfg.DuplicateWindow.Milliseconds(), "max_remembered_bytes": l.MaxRememberedBytes,
+			"max_queued_writes": l.MaxQueuedWrites,
 		})
 	})
 	b := make([]byte, 0, 64+len(sid)+len(user)+len(n.helloLimits))

@@ -44,6 +44,11 @@ type writeResult struct {
 
 func (o *object) enqueue(r *writeReq) {
 	o.mu.Lock()
+	if max := o.node.cfg.Limits.MaxQueuedWrites; len(o.wq) >= max {
+		o.answerErrLocked(r, wireErr(CodeBusy, "object %q has %d writes waiting on this node (max_queued_writes); retry the request with the same id shortly", o.key.name, max))
+		o.mu.Unlock()
+		return
+	}
 	o.wq = append(o.wq, r)
 	o.wakeWritersLocked() // a writer waiting on a lock may be able to take this one (an unlock)
 	start := !o.writing
@@ -126,30 +131,47 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 		o.mu.Unlock()
 		return false
 	}
-	ops, pending := o.draftLocked(reqs, verdicts)
+	if o.aheadLocked(reqs) {
+		// A base newer than this replica: it may only be behind the log. Read it, then judge.
+		o.mu.Unlock()
+		if err := o.catchUp(o.node.ctx); err != nil {
+			o.mu.Lock()
+			o.failLocked(reqs, o.storageErr("cannot read the object's log", err))
+			o.mu.Unlock()
+			return false
+		}
+		o.mu.Lock()
+	}
+	ts := max(time.Now().UnixMilli(), o.state.mem.lastTS)
+	ops, pending := o.draftLocked(reqs, verdicts, ts)
 	base := o.seq
 	o.mu.Unlock()
 	if len(ops) == 0 {
 		return false
 	}
-	seq, err := o.node.publish(o.node.ctx, o.subject, encodeEntry(ops), base, false)
+	data := encodeEntry(ts, ops)
+	seq, err := o.node.publish(o.node.ctx, o.subject, data, base, false)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
 	case err == nil:
+		o.logBytes += len(data)
 		if o.seq == base {
-			o.applyLocked(seq, &entry{ops: ops})
+			o.applyLocked(seq, &entry{ts: ts, ops: ops})
 		}
 		for _, r := range pending {
 			if r.done != nil {
 				r.done <- writeResult{version: r.version}
 			}
 		}
-		return o.snapshotAt >= snapshotEvery
+		return o.snapshotAt >= snapshotEvery && o.logBytes >= o.snapBytes/2
 	case errors.Is(err, errConflict):
 		o.forgetLocked(pending)
-		if cerr := o.catchUpLocked(o.node.ctx); cerr != nil {
-			o.failLocked(pending, wireErr(CodeUnavailable, "cannot read the object's log: %v", cerr))
+		o.mu.Unlock()
+		cerr := o.catchUp(o.node.ctx)
+		o.mu.Lock()
+		if cerr != nil {
+			o.failLocked(pending, o.storageErr("cannot read the object's log", cerr))
 			return false
 		}
 		var again []*writeReq
@@ -163,36 +185,86 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 		o.wq = append(again, o.wq...)
 	default:
 		o.forgetLocked(pending)
-		o.failLocked(pending, wireErr(CodeUnavailable, "could not store the change: %v", err))
+		o.failLocked(pending, o.storageErr("could not store the change", err))
+	}
+	return false
+}
+
+// storageErr answers a write that could not be judged or stored. A write cut off by a lost NATS connection
+// may have been stored: the client re-sends it with the same id, and it is applied at most once.
+func (o *object) storageErr(what string, err error) *WireError {
+	if o.node.errLinkLost(err) {
+		return wireErr(CodeUnavailable, "%s: the server lost its NATS connection; re-send with the same id (it is applied at most once)", what)
+	}
+	return wireErr(CodeUnavailable, "%s: %v; re-send with the same id (it is applied at most once)", what, err)
+}
+
+// aheadLocked reports whether a client write names a base version above the replica's.
+func (o *object) aheadLocked(reqs []*writeReq) bool {
+	for _, r := range reqs {
+		if r.force || r.epoch != "" && r.epoch != o.state.Epoch {
+			continue
+		}
+		for _, c := range r.changes {
+			if c.Base > o.state.Version {
+				return true
+			}
+		}
 	}
 	return false
 }
 
 // draftLocked judges each write against the replica plus the writes before it in this group. Writes that
-// need no commit (all rejected, no-ops, duplicates, errors) are answered at once; the others become ops.
-func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op, pending []*writeReq) {
+// need no commit (all rejected, no-ops, duplicates, errors) are answered at once; the others become ops
+// of the entry stamped ts.
+func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64) (ops []op, pending []*writeReq) {
 	st := o.state
 	d := st.NewDraft()
 	lim := &o.node.cfg.Limits
 	epoch := st.Epoch
-	inGroup := map[string]bool{} // requestKeys in this entry: a retry queued behind its original
+	inGroup := map[uint64]uint64{} // requestKey → fingerprint of the requests in this entry
+	memBytes := 0                  // records this entry adds to the object's memory
 	var deferred []*writeReq
 	defer func() { o.wq = append(deferred, o.wq...) }()
+	// remember checks that a request with an id can be remembered for the whole duplicate window.
+	remember := func(r *writeReq, key uint64, size int) bool {
+		if !st.mem.wouldFit(memBytes+size, ts) {
+			o.answerErrLocked(r, wireErr(CodeBusy, "object %q remembers %d bytes of request ids from the last %s (max_remembered_bytes); retry the request with the same id shortly",
+				o.key.name, lim.MaxRememberedBytes, o.node.cfg.DuplicateWindow))
+			return false
+		}
+		memBytes += size
+		return true
+	}
 	for i, r := range reqs {
-		switch {
-		case r.msg != nil && r.msg.ID != "" && (st.Knows(r.msg.User, r.msg.ID) || inGroup[requestKey(r.msg.User, r.msg.ID)]):
-			// A re-sent message that was delivered before: only the sender is told (again).
-			r.sess.send(messageFrame(o.key.name, o.key.persistent, r.msg))
-			continue
-		case r.msg != nil:
-			if r.msg.ID != "" {
-				inGroup[requestKey(r.msg.User, r.msg.ID)] = true
+		if r.msg != nil {
+			m := r.msg
+			if m.ID != "" {
+				key, fp := requestKey(m.User, m.ID), messageFingerprint(m.Handler, m.Args)
+				prev, inThis := inGroup[key]
+				if rec := st.mem.lookup(key); rec != nil {
+					prev, inThis = rec.fp, true
+				}
+				switch {
+				case inThis && prev != 0 && prev != fp:
+					o.answerErrLocked(r, idReused(m.ID, o.key.name))
+					continue
+				case inThis:
+					// A re-sent message that was delivered before: only the sender is told (again).
+					r.sess.send(messageFrame(o.key.name, o.key.persistent, m))
+					continue
+				}
+				if !remember(r, key, recordBytes) {
+					continue
+				}
+				inGroup[key] = fp
 			}
-			ops = append(ops, op{msg: r.msg})
+			ops = append(ops, op{msg: m})
 			r.version = d.Version()
 			pending = append(pending, r)
 			continue
-		case r.lock != nil:
+		}
+		if r.lock != nil {
 			ops = append(ops, op{lock: r.lock})
 			r.version = d.Version()
 			pending = append(pending, r)
@@ -202,16 +274,33 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 			o.answerErrLocked(r, wireErr(CodeLockExpired, "lock %q on %q is no longer held (it expired); nothing was applied", r.unlockID, o.key.name))
 			continue
 		}
+		var key, fp uint64
 		if r.id != "" {
-			if _, names, ok := st.Recent(r.user, r.id); ok {
-				o.answerDuplicateLocked(r, names)
+			key, fp = requestKey(r.user, r.id), updateFingerprint(r.changes)
+			if rec := st.mem.lookup(key); rec != nil {
+				if rec.fp != 0 && rec.fp != fp {
+					o.answerErrLocked(r, idReused(r.id, o.key.name))
+				} else {
+					o.answerDuplicateLocked(r, rec.committedNames(r.changes))
+				}
 				continue
 			}
-			if inGroup[requestKey(r.user, r.id)] {
-				deferred = append(deferred, r) // its original is in this entry: answer it after the commit
+			if prev, ok := inGroup[key]; ok {
+				if prev != fp {
+					o.answerErrLocked(r, idReused(r.id, o.key.name))
+				} else {
+					deferred = append(deferred, r) // its original is in this entry: answer it after the commit
+				}
 				continue
 			}
-			inGroup[requestKey(r.user, r.id)] = true
+			if !remember(r, key, recordBytes+(len(r.changes)+7)/8) {
+				continue
+			}
+			inGroup[key] = fp
+		}
+		if werr := o.checkBasesLocked(r); werr != nil {
+			o.answerErrLocked(r, werr)
+			continue
 		}
 		var c *Commit
 		var rejects []rejectNote
@@ -235,8 +324,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 					}
 				}
 				if reason != "" {
-					v, ok := d.Current(ch.Name)
-					rejects = append(rejects, rejectNote{name: ch.Name, value: v, exists: ok, reason: reason})
+					rejects = append(rejects, rejectNote{name: ch.Name, reason: reason})
 				}
 			}
 			slots, size := d.Fits(r.changes, outcomes)
@@ -249,6 +337,9 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 				continue
 			}
 			c = d.Add(r.changes, outcomes)
+			if c != nil && r.id != "" {
+				c.FP, c.Mask = fp, commitMask(outcomes)
+			}
 		}
 		if c == nil {
 			r.version = d.Version()
@@ -278,6 +369,24 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts) (ops []op
 	return ops, pending
 }
 
+// checkBasesLocked refuses a client update whose base is above the object's version (after a catch-up):
+// no client can have seen that version.
+func (o *object) checkBasesLocked(r *writeReq) *WireError {
+	if r.force || r.epoch != "" && r.epoch != o.state.Epoch {
+		return nil
+	}
+	for _, c := range r.changes {
+		if c.Base > o.state.Version {
+			return wireErr(CodeBadFrame, "slot %q has base %d but object %q is at version %d; send the version you last saw (0 if none)", c.Name, c.Base, o.key.name, o.state.Version)
+		}
+	}
+	return nil
+}
+
+func idReused(id, obj string) *WireError {
+	return wireErr(CodeIDReused, "request id %q was already used for a different request on %q; use a new id for a new request (nothing was applied)", id, obj)
+}
+
 // answerNothingLocked answers a write that needs no commit: every change was a no-op or rejected.
 func (o *object) answerNothingLocked(r *writeReq, rejects []rejectNote) {
 	if r.done != nil {
@@ -290,9 +399,7 @@ func (o *object) answerNothingLocked(r *writeReq, rejects []rejectNote) {
 		return
 	}
 	f := beginSync(o.key.name, o.key.persistent, o.state.Epoch, o.state.Version, r.id)
-	for _, n := range rejects {
-		f.reject(n.name, n.value, n.exists, n.reason)
-	}
+	o.rejectsLocked(&f, rejects)
 	r.sess.send(f.end())
 }
 
@@ -315,7 +422,11 @@ func (o *object) answerErrLocked(r *writeReq, e *WireError) {
 		return
 	}
 	if r.sess != nil {
-		r.sess.send(errorFrame(e, r.id, o.key.name, o.key.persistent))
+		id := r.id
+		if r.msg != nil {
+			id = r.msg.ID
+		}
+		r.sess.send(errorFrame(e, id, o.key.name, o.key.persistent))
 	}
 }
 
@@ -347,7 +458,7 @@ func (o *object) forgetLocked(reqs []*writeReq) {
 func (o *object) snapshot() {
 	o.mu.Lock()
 	data, base := encodeSnapshot(o.state), o.seq
-	o.snapshotAt = 0
+	o.snapshotAt, o.logBytes, o.snapBytes = 0, 0, len(data)
 	o.mu.Unlock()
 	seq, err := o.node.publish(o.node.ctx, o.subject, data, base, true)
 	if err != nil {

@@ -1,0 +1,47 @@
+package sharedobject
+
+import (
+	"testing"
+	"time"
+)
+
+// The memory of request ids is stated in time: what the log's clock says, on every replica alike.
+func TestRequestIDsExpireByTheLogsClock(t *testing.T) {
+	s := NewStateWith(time.Second, 1<<20)
+	commit := func(ts int64, id string) {
+		s.Advance(ts)
+		s.Apply(&Commit{Version: s.Version + 1, ID: id, User: "u", FP: 7, Sets: []SlotValue{{"n", []byte("1")}}}, 100)
+	}
+	commit(1000, "r1")
+	for i := range 5000 { // thousands of requests in the same second: all remembered
+		commit(1500, "x"+string(rune('a'+i%26))+time.Duration(i).String())
+	}
+	if s.Remembered("u", "r1") == nil {
+		t.Fatal("r1 forgotten inside the window")
+	}
+	commit(2000, "r2") // exactly one window later: still remembered
+	if s.Remembered("u", "r1") == nil {
+		t.Fatal("r1 forgotten at the window's end")
+	}
+	commit(2001, "r3")
+	if s.Remembered("u", "r1") != nil || s.Remembered("u", "r2") == nil {
+		t.Fatal("r1 kept past the window, or r2 lost")
+	}
+	if s.Remembered("v", "r2") != nil {
+		t.Fatal("another user's id answered")
+	}
+}
+
+func TestRequestMemoryRoomCountsWhatExpires(t *testing.T) {
+	m := newRequestMemory(time.Second, 3*recordBytes)
+	for i := range 3 {
+		m.advance(int64(1000 + i))
+		m.add(&remembered{key: uint64(i + 1), fp: 1})
+	}
+	if m.wouldFit(recordBytes, 1500) {
+		t.Fatal("a full memory of live ids has room")
+	}
+	if !m.wouldFit(recordBytes, 2001) || m.wouldFit(2*recordBytes, 2001) {
+		t.Fatal("room once the oldest id expires is not one record")
+	}
+}
