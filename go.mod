@@ -8,6 +8,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/tidwall/gjson v1.20.2
+	go.uber.org/goleak v1.3.0
 	golang.org/x/time v0.16.0
 )
 

@@ -82,6 +82,9 @@ func (l *subList) del(key objKey) *object {
 
 // ServeHTTP upgrades a request to the shared-object WebSocket (mounted at /so).
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !wsconn.CheckUpgrade(w, r) { // before the token: a browser opening the URL learns what it is
+		return
+	}
 	if n.closing.Load() {
 		http.Error(w, "server is shutting down; reconnect to another node", http.StatusServiceUnavailable)
 		return

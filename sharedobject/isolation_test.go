@@ -1,0 +1,117 @@
+package sharedobject_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rso-server/rso/client"
+
+	"github.com/rso-server/rso/sharedobject"
+)
+
+// One object whose log cannot be read (a stalled JetStream, a huge catch-up) must not hold up the node:
+// no log read happens under a lock that subscribes and leaves wait on.
+func TestStalledLogReadDoesNotBlockOtherSubscribers(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	a := dial(t, n.url, "")
+	sub(t, a, "slow", true)
+	update(t, a, "slow", true, set("x", 0, 1))
+
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	sharedobject.StallLogReads(n.node, "slow", true, release)
+	sharedobject.CatchUp(n.node, "slow", true) // now stalled until the test ends
+
+	// Subscribing to another object, and to the stalled one (its replica is served as it is), and leaving
+	// it, all go on; each would wait forever if the read held the object's lock.
+	b := dial(t, n.url, "")
+	sub(t, b, "fast", true)
+	update(t, b, "fast", true, set("y", 0, 2))
+	if s := sub(t, b, "slow", true); s.Version != 1 {
+		t.Fatalf("slow object served at v%d, want v1", s.Version)
+	}
+	if err := b.Unsubscribe("slow", true); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	c := dial(t, n.url, "")
+	if s := sub(t, c, "fast", true); codes(s) != "clear change:y=2" {
+		t.Fatalf("fast object: %q", codes(s))
+	}
+}
+
+// Writes waiting for one object are bounded: past max_queued_writes they are answered busy, the others
+// still commit.
+func TestWriteQueueIsBounded(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), func(c *sharedobject.Config) {
+		c.Limits.MaxQueuedWrites = 2
+		c.HookTimeout = time.Minute
+	})
+	release, held := make(chan struct{}), make(chan struct{}, 1)
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	// A backend that takes its time over slot "slow": while it decides, the object's writes queue up.
+	stop, err := sharedobject.RegisterHook(context.Background(), n.nc, "gate", sharedobject.HookConfig{Pattern: "q"},
+		func(r *sharedobject.HookRequest) sharedobject.HookVerdict {
+			v := sharedobject.HookVerdict{Reject: map[string]string{}}
+			for _, c := range r.Changes {
+				switch c.Name {
+				case "probe":
+					v.Reject["probe"] = "known"
+				case "slow":
+					held <- struct{}{}
+					<-release
+				}
+			}
+			return v
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	a := dial(t, n.url, "")
+	sub(t, a, "q", true)
+	waitFor(t, "the hook to be known", func() bool {
+		s, err := a.Update(ctxT(t), "q", true, []client.Change{set("probe", 0, 1)})
+		return err == nil && len(s.Changes) == 1 && s.Changes[0].Code == client.CodeReject
+	})
+	slow := make(chan error, 1)
+	go func() {
+		_, err := a.Update(ctxT(t), "q", true, []client.Change{set("slow", 0, 1)})
+		slow <- err
+	}()
+	<-held // the writer is busy with it
+	results := make(chan error, 6)
+	for i := range 6 {
+		go func() {
+			_, err := a.Update(ctxT(t), "q", true, []client.Change{set(fmt.Sprintf("s%d", i), 0, i)})
+			results <- err
+		}()
+	}
+	// At most two wait, so at least four are refused while the hook holds the writer.
+	for range 4 {
+		if err := <-results; wireCode(err) != sharedobject.CodeBusy {
+			t.Fatalf("a write beyond the queue's bound answered %v; want busy", err)
+		}
+	}
+	open()
+	busy := 4
+	for range 2 {
+		if err := <-results; wireCode(err) == sharedobject.CodeBusy {
+			busy++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	b := dial(t, n.url, "")
+	if s := sub(t, b, "q", true); len(s.Changes)-1 != 1+6-busy {
+		t.Fatalf("object holds %q after %d busy answers; want every other write", codes(s), busy)
+	}
+}
