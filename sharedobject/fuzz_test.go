@@ -21,8 +21,8 @@ import (
 var protocolFrames = []string{
 	`{"op":"sub","obj":"room/42","persistent":true}`,
 	`{"op":"sub","obj":"room/42","persistent":true,"version":17,"epoch":"k2Jq9"}`,
-	`{"op":"update","obj":"room/42","persistent":true,"id":"c7-1","changes":[{"name":"topic","base":17,"value":"Hello"},{"name":"draft","base":17,"delete":true}]}`,
-	`{"op":"send","obj":"room/42","persistent":true,"id":"c7-2","handler":"chat","args":["alice","hi all"]}`,
+	`{"op":"update","obj":"room/42","persistent":true,"id":"Qx7c-1","changes":[{"name":"topic","base":17,"value":"Hello"},{"name":"draft","base":17,"delete":true}]}`,
+	`{"op":"send","obj":"room/42","persistent":true,"id":"Qx7c-2","handler":"chat","args":["alice","hi all"]}`,
 	`{"op":"unsub","obj":"room/42","persistent":true}`,
 	`{"op":"ping","id":"p1"}`,
 }

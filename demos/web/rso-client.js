@@ -17,6 +17,8 @@ var ErrorCode = {
   RateLimited: "rate_limited",
   HookUnavailable: "hook_unavailable",
   Busy: "busy",
+  /** The request id was used before for a different request: nothing was applied; use a new id. */
+  IdReused: "id_reused",
   Unavailable: "unavailable",
   Internal: "internal",
   /** Only in the JSON body of a refused upgrade (HTTP 401); browsers see close code 1006 instead. */
@@ -45,6 +47,7 @@ var ClientErrorCode = {
 };
 var CloseCode = {
   Normal: 1e3,
+  UnsupportedData: 1003,
   Abnormal: 1006,
   TooBig: 1009,
   Internal: 1011,
@@ -57,6 +60,7 @@ var CloseCode = {
 };
 var closeCodeNames = {
   [CloseCode.Normal]: "normal",
+  [CloseCode.UnsupportedData]: "unsupported_data",
   [CloseCode.Abnormal]: "connection_lost",
   [CloseCode.TooBig]: "message_too_big",
   [CloseCode.Internal]: "server_error",
@@ -71,6 +75,8 @@ var clientDropCloseCode = 4e3;
 function closeAction(code) {
   switch (code) {
     case CloseCode.Normal:
+    case CloseCode.UnsupportedData:
+    // the client sent a binary frame: a bug that reconnecting repeats
     case CloseCode.Unauthorized:
       return "stop";
     case CloseCode.TokenExpired:

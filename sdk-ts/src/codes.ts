@@ -17,6 +17,8 @@ export const ErrorCode = {
   RateLimited: "rate_limited",
   HookUnavailable: "hook_unavailable",
   Busy: "busy",
+  /** The request id was used before for a different request: nothing was applied; use a new id. */
+  IdReused: "id_reused",
   Unavailable: "unavailable",
   Internal: "internal",
   /** Only in the JSON body of a refused upgrade (HTTP 401); browsers see close code 1006 instead. */
@@ -57,6 +59,7 @@ export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorC
 /** WebSocket close codes (§1.9), plus 1006 which browsers report for a connection lost or refused. */
 export const CloseCode = {
   Normal: 1000,
+  UnsupportedData: 1003,
   Abnormal: 1006,
   TooBig: 1009,
   Internal: 1011,
@@ -72,6 +75,7 @@ export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 /** The `code` of a ConnectionError for each close code. */
 export const closeCodeNames: Readonly<Record<number, string>> = {
   [CloseCode.Normal]: "normal",
+  [CloseCode.UnsupportedData]: "unsupported_data",
   [CloseCode.Abnormal]: "connection_lost",
   [CloseCode.TooBig]: "message_too_big",
   [CloseCode.Internal]: "server_error",
@@ -99,6 +103,7 @@ export type CloseAction = "stop" | "reconnect" | "reconnect-soon" | "reconnect-l
 export function closeAction(code: number): CloseAction {
   switch (code) {
     case CloseCode.Normal:
+    case CloseCode.UnsupportedData: // the client sent a binary frame: a bug that reconnecting repeats
     case CloseCode.Unauthorized:
       return "stop";
     case CloseCode.TokenExpired:
