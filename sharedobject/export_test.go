@@ -21,3 +21,11 @@ func CatchUp(n *Node, obj string, persistent bool) {
 	n.mu.Unlock()
 	go o.catchUp(context.Background())
 }
+
+// PauseRegistration makes the next upgraded session wait for proceed before the node registers it.
+func PauseRegistration(n *Node, upgraded chan<- struct{}, proceed <-chan struct{}) {
+	n.beforeRegister = func() {
+		upgraded <- struct{}{}
+		<-proceed
+	}
+}

@@ -2,6 +2,7 @@ package sharedobject_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -113,5 +114,40 @@ func TestWriteQueueIsBounded(t *testing.T) {
 	b := dial(t, n.url, "")
 	if s := sub(t, b, "q", true); len(s.Changes)-1 != 1+6-busy {
 		t.Fatalf("object holds %q after %d busy answers; want every other write", codes(s), busy)
+	}
+}
+
+// A socket upgraded while the node shuts down still gets its 1012, not a connection left open.
+func TestSocketUpgradedDuringShutdownIsClosedWithRestart(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	upgraded, proceed := make(chan struct{}), make(chan struct{})
+	sharedobject.PauseRegistration(n.node, upgraded, proceed)
+	dialed := make(chan *client.Conn, 1)
+	go func() {
+		c, err := client.Dial(ctxT(t), n.url, client.Options{})
+		if err != nil {
+			close(dialed)
+			return
+		}
+		dialed <- c
+	}()
+	<-upgraded
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	n.node.Shutdown(ctx) // finds no session to close: this one is not registered yet
+	close(proceed)
+	c, ok := <-dialed
+	if !ok {
+		return // the dial failed: the client knows it is not connected
+	}
+	defer c.Close()
+	select {
+	case <-c.Done():
+		var ce *client.CloseError
+		if err := c.CloseErr(); !errors.As(err, &ce) || ce.Code != 1012 {
+			t.Fatalf("closed with %v; want 1012", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("a socket upgraded during Shutdown stayed open after it")
 	}
 }

@@ -73,7 +73,8 @@ type Node struct {
 	// lost with its NATS server) holds none of what the replicas applied, and they start over.
 	streamBorn map[string]time.Time
 
-	beforeFetch func(subject string) // tests: runs before each log read
+	beforeFetch    func(subject string) // tests: runs before each log read
+	beforeRegister func()               // tests: runs between a session's upgrade and its registration
 
 	ctx    context.Context // ends at Shutdown, after the writes in flight are done
 	cancel context.CancelFunc

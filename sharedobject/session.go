@@ -114,6 +114,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		origin: n.id + "/" + sid,
 		rate:   rate.NewLimiter(rate.Limit(lim.FramesPerSecond), int(2*lim.FramesPerSecond)+1),
 	}
+	if n.beforeRegister != nil {
+		n.beforeRegister()
+	}
 	n.mu.Lock()
 	closing := n.closing.Load() // Shutdown sets it under n.mu: either it sees this session or we see closing
 	if !closing {
