@@ -27,6 +27,9 @@ var upgrader = websocket.Upgrader{
 // /so. ?device= is the client's stable device id (1–64 letters, digits, '-', '_'); without one each
 // connection is its own device.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !wsconn.CheckUpgrade(w, r) { // before the token: a browser opening the URL learns what it is
+		return
+	}
 	if s.isClosing() {
 		http.Error(w, "server is shutting down; reconnect to another node", http.StatusServiceUnavailable)
 		return

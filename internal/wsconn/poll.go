@@ -24,12 +24,39 @@ import (
 const readBufferSize = 320
 
 // Upgrade is u.Upgrade with the connection wrapped so that Serve can wait for data on a small stack. u must
-// leave ReadBufferSize 0 (the connection brings its own read buffer).
+// leave ReadBufferSize 0 (the connection brings its own read buffer). A request that is no WebSocket
+// handshake at all is answered by CheckUpgrade.
 func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h http.Header) (*websocket.Conn, error) {
 	if u.ReadBufferSize != 0 {
 		return nil, errors.New("wsconn: Upgrade needs an Upgrader with ReadBufferSize 0")
 	}
+	if !CheckUpgrade(w, r) {
+		return nil, errNotWebSocket
+	}
 	return u.Upgrade(hijacker{w}, r, h)
+}
+
+var errNotWebSocket = errors.New("wsconn: not a WebSocket request")
+
+// CheckUpgrade reports whether r asks for a WebSocket. If not, it has answered in words, for whoever opened
+// the endpoint by hand (a browser, curl): 405 for a method other than GET, 426 for a GET without the
+// upgrade headers. A handler that checks other things first (a token) calls it before them.
+func CheckUpgrade(w http.ResponseWriter, r *http.Request) bool {
+	var status int
+	var why string
+	switch {
+	case r.Method != http.MethodGet:
+		w.Header().Set("Allow", http.MethodGet)
+		status, why = http.StatusMethodNotAllowed, r.Method+" is not allowed"
+	case !websocket.IsWebSocketUpgrade(r):
+		w.Header().Set("Upgrade", "websocket")
+		status, why = http.StatusUpgradeRequired, "this request has no WebSocket upgrade headers"
+	default:
+		return true
+	}
+	http.Error(w, "WebSocket endpoint; see docs/PROTOCOL.md. "+why+
+		": connect with a WebSocket client (GET with Connection: Upgrade, Upgrade: websocket).", status)
+	return false
 }
 
 // hijacker hands gorilla the socket wrapped in a netConn and a read buffer on it that gorilla adopts.

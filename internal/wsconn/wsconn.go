@@ -18,6 +18,7 @@ import (
 // Close codes shared by the RSO sockets (docs/PROTOCOL.md §1.9).
 const (
 	CloseNormal       = websocket.CloseNormalClosure     // 1000
+	CloseUnsupported  = websocket.CloseUnsupportedData   // 1003: a binary message
 	CloseTooBig       = websocket.CloseMessageTooBig     // 1009
 	CloseInternal     = websocket.CloseInternalServerErr // 1011
 	CloseRestart      = websocket.CloseServiceRestart    // 1012
@@ -40,6 +41,9 @@ const (
 	writerLinger = 50 * time.Millisecond
 	// maxCoalesce caps one outbound message so one busy connection does not delay its own frames unboundedly.
 	maxCoalesce = 256 << 10
+	// closeLinger bounds how long a closing connection waits, after its close frame, for the peer's
+	// (awaitPeerClose). A peer that reads answers at once; one that does not is cut off after it.
+	closeLinger = 2 * time.Second
 )
 
 // ErrClosed is returned by Send after the connection closed.
@@ -67,11 +71,16 @@ type Conn struct {
 	writing   bool // a writer goroutine is running
 	pingDue   bool
 	closing   bool
+	dropping  atomic.Bool // closing, read without the lock: the reader drops what it reads, unhandled
 	closeCode int
 	closeText string
 	finished  bool // the close frame went out (or could not) and the socket is closed
+	serving   bool // Serve was called, or the closing writer reads the socket itself (awaitPeerClose)
+	readDone  bool // the reader has ended
 	ping      *time.Timer
-	wake      chan struct{} // set while the writer lingers (waits for more before it exits)
+	// set while the writer waits: lingers for more to write before it exits, or, closing, waits for the
+	// reader to end (awaitPeerClose; nothing else wakes a closing writer)
+	wake chan struct{}
 
 	done chan struct{} // closed when the socket is closed; made by the first Done (most connections never ask)
 
@@ -149,7 +158,8 @@ func (c *Conn) send(out outFrame) error {
 }
 
 // Close closes with code and text after writing what is already queued (except for a slow consumer,
-// whose queue is the problem). It returns at once; Done tells when the socket is gone.
+// whose queue is the problem). It returns at once; Done tells when the socket is gone. Frames read after
+// Close are not handled.
 func (c *Conn) Close(code int, text string) {
 	c.mu.Lock()
 	c.closeLocked(code, text)
@@ -161,6 +171,7 @@ func (c *Conn) closeLocked(code int, text string) {
 		return
 	}
 	c.closing, c.closeCode, c.closeText = true, code, text
+	c.dropping.Store(true)
 	if code == CloseSlowConsumer {
 		c.queue, c.queued = nil, 0
 	}
@@ -229,6 +240,17 @@ func (c *Conn) ReadLoop(fn func(frame []byte)) error {
 // fresh one as soon as the connection is not busy (readLoop, idleLinger).
 func (c *Conn) Serve(fn func(frame []byte), end func(error)) {
 	c.fn, c.end = fn, end
+	c.mu.Lock()
+	late := c.serving // closed before Serve: the writer reads the socket while it closes
+	c.serving = true
+	c.mu.Unlock()
+	if late {
+		go func() {
+			<-c.Done()
+			end(ErrClosed)
+		}()
+		return
+	}
 	c.startReading()
 	go c.readLoop(true)
 }
@@ -313,6 +335,21 @@ func (c *Conn) readNext() error {
 func (c *Conn) readEnded(err error) {
 	c.readFailed(err)
 	c.end(err)
+	if _, peerClosed := err.(*websocket.CloseError); !peerClosed {
+		// gorilla reads no further after its errors (a message over the limit, a protocol error), but the
+		// peer may still be sending: drop it raw until the peer closes or the writer gives up waiting
+		// (awaitPeerClose). On a socket that failed or timed out this returns at once.
+		io.Copy(io.Discard, c.ws.NetConn())
+	}
+	c.mu.Lock()
+	c.readDone = true
+	if c.wake != nil { // a closing writer waits for this (awaitPeerClose)
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	c.mu.Unlock()
 }
 
 //go:noinline
@@ -346,12 +383,15 @@ func (c *Conn) readMessage(typ int, r io.Reader, fn func(frame []byte)) error {
 		// still proves itself alive with each one)
 		c.onPong("")
 	}
-	if typ != websocket.TextMessage {
+	if typ != websocket.TextMessage || c.dropping.Load() {
 		if _, err := io.Copy(io.Discard, r); err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				c.Close(CloseTooBig, "message exceeds the hard size limit")
 			}
 			return err
+		}
+		if typ != websocket.TextMessage {
+			c.Close(CloseUnsupported, "binary frames are not supported; send JSON text frames (docs/PROTOCOL.md)")
 		}
 		return nil
 	}
@@ -374,7 +414,7 @@ func (c *Conn) readMessage(typ int, r io.Reader, fn func(frame []byte)) error {
 		} else {
 			f, msg = msg[:i], msg[i+1:]
 		}
-		if len(bytes.TrimSpace(f)) > 0 {
+		if len(bytes.TrimSpace(f)) > 0 && !c.dropping.Load() {
 			fn(f)
 		}
 	}
@@ -466,16 +506,65 @@ func (c *Conn) writeLoop() {
 			c.ping.Reset(pingInterval)
 		}
 		if err != nil || closing {
-			if err == nil {
-				c.ws.SetWriteDeadline(time.Now().Add(time.Second))
-				c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
-			}
 			if linger != nil {
 				linger.Stop()
 			}
-			c.finish()
+			c.closeSocket(code, text, err)
 			return
 		}
+	}
+}
+
+// closeSocket ends the writer: it writes the close frame (unless a write failed: err), counts the close,
+// and closes the socket once the peer has answered (awaitPeerClose).
+func (c *Conn) closeSocket(code int, text string, err error) {
+	sent := false
+	if err == nil {
+		c.ws.SetWriteDeadline(time.Now().Add(time.Second))
+		err = c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
+		// (ErrCloseSent: gorilla wrote one itself, answering the peer's close or refusing a message over
+		// the limit)
+		sent = err == nil || err == websocket.ErrCloseSent
+	} else {
+		c.mu.Lock()
+		code = c.closeCode // a close that came during the failed write (mostly a slow consumer's), or 0
+		c.mu.Unlock()
+	}
+	closes.count(code, sent)
+	if sent {
+		c.awaitPeerClose()
+	}
+	c.finish()
+}
+
+// awaitPeerClose waits, after the close frame went out, until the peer answers with its own close frame
+// (or goes away), for closeLinger at most, while the socket is read and what comes is dropped. Closing a
+// socket with unread data in it makes the kernel reset the connection: a peer still sending (a flood)
+// gets an error, and the frames it had not read yet, the close frame among them, may be lost (1006).
+func (c *Conn) awaitPeerClose() {
+	c.mu.Lock()
+	if c.readDone {
+		c.mu.Unlock()
+		return
+	}
+	if !c.serving { // no reader (Close before Serve): the writer reads
+		c.serving = true
+		c.mu.Unlock()
+		c.ws.SetReadDeadline(time.Now().Add(closeLinger))
+		for {
+			if _, _, err := c.ws.NextReader(); err != nil {
+				return
+			}
+		}
+	}
+	ended := make(chan struct{}, 1)
+	c.wake = ended
+	c.mu.Unlock()
+	t := time.NewTimer(closeLinger)
+	defer t.Stop()
+	select {
+	case <-ended: // the reader, which drops what it reads while the connection closes, saw the peer's close
+	case <-t.C:
 	}
 }
 
