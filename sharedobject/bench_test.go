@@ -62,7 +62,7 @@ func BenchmarkDraftApply(b *testing.B) {
 		if c == nil {
 			b.Fatal("nothing accepted")
 		}
-		c.ID = ids[i%len(ids)]
+		c.ID, c.FP = ids[i%len(ids)], uint64(i)|1
 		s.Advance(int64(i) * 100)
 		s.Apply(c, 1000)
 		i++
