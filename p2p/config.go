@@ -31,7 +31,9 @@ type Config struct {
 	// within it is answered with the original sequence instead of being stored again. Clients that resend
 	// later first sync, which shows what was stored. Longer windows cost server memory per message.
 	DuplicateWindow time.Duration
-	// Workers bounds the requests one instance handles at once (default 256); more wait in NATS.
+	// Workers bounds the requests one instance handles at once (default 256). When all are busy a request
+	// waits for one, up to a second; past that the instance refuses with unavailable until one is free
+	// (Stats counts the refusals).
 	Workers int
 	// Replicas of the streams and buckets (default 1).
 	Replicas int
@@ -92,15 +94,18 @@ func (c *Config) withDefaults() error {
 type FriendsConfig struct {
 	// MaxFriends bounds one user's list: friends, requests and blocks together (default 1000).
 	MaxFriends int
-	Replicas   int // of the RSO_FRIENDS bucket (default 1)
-	Logger     *slog.Logger
+	// Workers bounds the requests one instance handles at once (default 256), as Config.Workers does.
+	Workers  int
+	Replicas int // of the RSO_FRIENDS bucket (default 1)
+	Logger   *slog.Logger
 }
 
 func (c *FriendsConfig) withDefaults() error {
 	setDefault(&c.MaxFriends, 1000)
+	setDefault(&c.Workers, 256)
 	setDefault(&c.Replicas, 1)
-	if c.MaxFriends < 0 || c.Replicas < 0 {
-		return fmt.Errorf("p2p: FriendsConfig.MaxFriends and Replicas must be positive")
+	if c.MaxFriends < 0 || c.Workers < 0 || c.Replicas < 0 {
+		return fmt.Errorf("p2p: FriendsConfig.MaxFriends, Workers and Replicas must be positive")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -6,7 +6,7 @@ import (
 	"github.com/rso-server/rso/internal/jsonx"
 )
 
-// Error codes sent in error frames (docs/PROTOCOL.md §3.7). They are part of the protocol: never rename one.
+// Error codes sent in error frames (docs/PROTOCOL.md §3.8). They are part of the protocol: never rename one.
 const (
 	CodeBadJSON         = "bad_json"
 	CodeBadFrame        = "bad_frame"

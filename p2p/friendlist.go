@@ -138,10 +138,10 @@ func applyFriendAction(action, me, other string, mine, theirs *FriendList, maxEn
 		return m, t, wireErr(CodeBadFrame, "unknown friend action %q; use request, accept, remove, block or unblock", clip(action))
 	}
 	if m.size() > maxEntries && m.size() > mine.size() {
-		return m, t, wireErr(CodeTooManyFriends, "your friend list has %d entries (max_friends); remove some first", maxEntries)
+		return m, t, wireErr(CodeTooManyFriends, "your friend list would have %d entries; the limit is %d (max_friends); remove some first", m.size(), maxEntries)
 	}
 	if t.size() > maxEntries && t.size() > theirs.size() {
-		return m, t, wireErr(CodeTooManyFriends, "the friend list of %q is full", clip(other))
+		return m, t, wireErr(CodeTooManyFriends, "the friend list of %q would have %d entries; the limit is %d (max_friends)", clip(other), t.size(), maxEntries)
 	}
 	return m, t, nil
 }

@@ -25,6 +25,7 @@ type Friends struct {
 	log *slog.Logger
 
 	gets, updates atomic.Uint64
+	workers       *workers
 
 	subs     []*nats.Subscription
 	mu       sync.Mutex
@@ -37,6 +38,7 @@ type Friends struct {
 type FriendsStats struct {
 	Gets    uint64 // list reads (the messaging service's cache misses)
 	Updates uint64 // actions
+	Refused uint64 // requests refused (unavailable) because every worker was busy for too long
 }
 
 // NewFriends creates (or checks) the RSO_FRIENDS bucket and starts serving.
@@ -52,30 +54,12 @@ func NewFriends(ctx context.Context, nc *nats.Conn, cfg FriendsConfig) (*Friends
 	if err != nil {
 		return nil, fmt.Errorf("p2p: cannot create bucket %s: %w", bucketFriend, err)
 	}
-	f := &Friends{nc: nc, kv: kv, cfg: cfg, log: cfg.Logger}
+	f := &Friends{nc: nc, kv: kv, cfg: cfg, log: cfg.Logger, workers: newWorkers(cfg.Workers)}
 	for subject, fn := range map[string]func(context.Context, friendsMsg) friendsMsg{
 		subjFriendsGet:    f.get,
 		subjFriendsUpdate: f.update,
 	} {
-		sub, err := nc.QueueSubscribe(subject, queueFriends, func(m *nats.Msg) {
-			if !f.track() {
-				respondJSON(m, friendsMsg{Error: wireErr(CodeUnavailable, "the friends service is shutting down; retry")})
-				return
-			}
-			go func() {
-				defer f.wg.Done()
-				var req friendsMsg
-				var out friendsMsg
-				if err := json.Unmarshal(m.Data, &req); err != nil || req.User == "" {
-					out.Error = wireErr(CodeBadFrame, "a friends request is {\"user\",…}")
-				} else {
-					ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-					out = fn(ctx, req)
-					cancel()
-				}
-				respondJSON(m, out)
-			}()
-		})
+		sub, err := nc.QueueSubscribe(subject, queueFriends, func(m *nats.Msg) { f.serve(m, fn) })
 		if err != nil {
 			f.Shutdown(context.Background())
 			return nil, fmt.Errorf("p2p: cannot subscribe %s: %w", subject, err)
@@ -83,6 +67,34 @@ func NewFriends(ctx context.Context, nc *nats.Conn, cfg FriendsConfig) (*Friends
 		f.subs = append(f.subs, sub)
 	}
 	return f, nc.Flush()
+}
+
+// serve checks a request at the boundary and runs fn on a worker.
+func (f *Friends) serve(m *nats.Msg, fn func(context.Context, friendsMsg) friendsMsg) {
+	if werr := checkJSON(m.Data, "friends request"); werr != nil {
+		respondJSON(m, friendsMsg{Error: werr})
+		return
+	}
+	var req friendsMsg
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.User == "" {
+		respondJSON(m, friendsMsg{Error: wireErr(CodeBadFrame, "a friends request is {\"user\",…}")})
+		return
+	}
+	if !f.workers.acquire() {
+		respondJSON(m, friendsMsg{Error: wireErr(CodeUnavailable, "the friends service is overloaded (all %d workers busy, FriendsConfig.Workers); retry (same id)", f.cfg.Workers)})
+		return
+	}
+	if !f.track() {
+		f.workers.release()
+		respondJSON(m, friendsMsg{Error: wireErr(CodeUnavailable, "the friends service is shutting down; retry")})
+		return
+	}
+	go func() {
+		defer func() { f.workers.release(); f.wg.Done() }()
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		respondJSON(m, fn(ctx, req))
+	}()
 }
 
 func (f *Friends) track() bool {
@@ -97,7 +109,7 @@ func (f *Friends) track() bool {
 
 // Stats returns how many requests reached this instance.
 func (f *Friends) Stats() FriendsStats {
-	return FriendsStats{Gets: f.gets.Load(), Updates: f.updates.Load()}
+	return FriendsStats{Gets: f.gets.Load(), Updates: f.updates.Load(), Refused: f.workers.refused.Load()}
 }
 
 // Shutdown stops taking requests (those already delivered to this instance are still served) and waits

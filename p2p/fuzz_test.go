@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -12,8 +13,16 @@ var knownCodes = map[string]bool{
 	CodeBadJSON: true, CodeBadFrame: true, CodeUnknownOp: true, CodeMessageTooLarge: true,
 }
 
+// validOut fails unless b is valid UTF-8 and valid JSON, as every frame the service writes must be.
+func validOut(t *testing.T, what string, b []byte) {
+	t.Helper()
+	if !utf8.Valid(b) || !gjson.ValidBytes(b) {
+		t.Fatalf("%s is not valid UTF-8 JSON: %q", what, b)
+	}
+}
+
 // FuzzParseRequest: any input is either refused with a known code and a message, or accepted with every
-// field within its limits; the frames built from an accepted request are valid JSON.
+// field within its limits and valid UTF-8; the frames built from either are valid UTF-8 JSON.
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"op":"send","id":"m1","to":"bob","body":{"text":"hi"}}`,
@@ -27,6 +36,8 @@ func FuzzParseRequest(f *testing.F) {
 		`{"op":"signal","to":"bob","device":"d-1","data":{"sdp":"v=0\r\n"}}`,
 		`{"op":"send","id":"\u0000","to":"\ud800","body":[1,2,{"a":null}]}`,
 		`{"op":1}`, `[]`, `{"op":"send","seq":-1}`, `{"op":"history","limit":1e300}`, `{"op":"sync","after":[]}`,
+		"{\"op\":\"send\",\"id\":\"m-1\",\"to\":\"bob\",\"body\":{\"text\":\"caf\xe9\xff\"}}",
+		"{\"op\":\"signal\",\"id\":\"\xff\",\"to\":\"bob\",\"data\":\"\xc3\"}",
 	} {
 		f.Add([]byte(s))
 	}
@@ -38,10 +49,11 @@ func FuzzParseRequest(f *testing.F) {
 			if !knownCodes[werr.Code] || werr.Message == "" {
 				t.Fatalf("refusal %+v", werr)
 			}
-			if e := errorFrame(werr, peekID(data)); !gjson.ValidBytes(e) {
-				t.Fatalf("error frame is not JSON: %q", e)
-			}
+			validOut(t, "error frame", errorFrame(werr, peekID(data)))
 			return
+		}
+		if !utf8.Valid(data) {
+			t.Fatalf("accepted a frame that is not UTF-8: %q", data)
 		}
 		if len(r.id) > maxIDBytes || len(r.to) > maxUserBytes || len(r.peer) > maxUserBytes || len(r.user) > maxUserBytes {
 			t.Fatalf("accepted oversized field: %+v", r)
@@ -52,29 +64,47 @@ func FuzzParseRequest(f *testing.F) {
 				t.Fatalf("accepted send %+v", r)
 			}
 			rec := storedRecord("alice", r.to, r.id, 1, r.body)
-			for _, b := range [][]byte{rec, appendMessage(nil, true, 7, rec), appendMessages(nil, []seqRecord{{1, rec}, {2, rec}})} {
-				if !gjson.ValidBytes(b) {
-					t.Fatalf("built invalid JSON %q", b)
-				}
+			for _, b := range [][]byte{rec, appendMessage(nil, true, 7, rec), appendMessages(nil, []seqRecord{{1, rec}, {2, rec}}),
+				sentFrame(r.id, r.to, 1, 2, true)} {
+				validOut(t, "frame", b)
 			}
 			if got := gjson.GetBytes(rec, "cid").Str; got != r.id && gjson.Valid(fmt.Sprintf("%q", r.id)) {
 				t.Fatalf("cid %q stored as %q", r.id, got)
 			}
 		case "signal":
-			if r.to == "" || len(r.data) > cfg.MaxMessageBytes || !gjson.ValidBytes(signalFrame("a", r.device, r.data)) {
+			if r.to == "" || len(r.data) > cfg.MaxMessageBytes {
 				t.Fatalf("accepted signal %+v", r)
 			}
+			validOut(t, "signal frame", signalFrame("a", r.device, r.data))
 		case "receipt":
 			if r.seq == 0 || r.peer == "" || (r.kind != KindDelivered && r.kind != KindRead) {
 				t.Fatalf("accepted receipt %+v", r)
 			}
-			if !gjson.ValidBytes(receiptFrame(r.peer, "a", r.kind, r.seq)) {
-				t.Fatal("receipt frame")
-			}
+			validOut(t, "receipt frame", receiptFrame(r.peer, "a", r.kind, r.seq))
 		case "sync", "history", "friends", "friend", "presence":
+			if ok := okFrame(r.id); ok != nil { // nil: nothing to answer
+				validOut(t, "ok frame", ok)
+			}
 		default:
 			t.Fatalf("accepted op %q", r.op)
 		}
+	})
+}
+
+// FuzzServable: whatever a stored record holds (records stored before frames were checked, or written into
+// the stream by someone else), the message frames and answers built from it are valid UTF-8 JSON.
+func FuzzServable(f *testing.F) {
+	for _, s := range []string{
+		"{\"from\":\"alice\",\"to\":\"bob\",\"cid\":\"m-1\",\"ts\":1,\"body\":{\"text\":\"caf\xe9\xff\"}}",
+		`{"from":"alice","to":"bob","cid":"m-1","ts":1,"body":"ok"}`, `{}`, `[]`, `{"from":`, "", "\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, stored []byte) {
+		rec := servable(stored)
+		validOut(t, "record", rec)
+		validOut(t, "message frame", appendMessage(nil, true, 7, rec))
+		validOut(t, "messages", appendMessages(nil, []seqRecord{{1, rec}, {2, rec}}))
 	})
 }
 

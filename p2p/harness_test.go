@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
@@ -313,8 +314,8 @@ func (c *client) add(f string) {
 	if f == "" {
 		return
 	}
-	if !gjson.Valid(f) {
-		c.t.Errorf("%s got invalid JSON: %q", c.user, f)
+	if !gjson.Valid(f) || !utf8.ValidString(f) { // a browser fails its socket on a frame that is not UTF-8
+		c.t.Errorf("%s got invalid JSON or UTF-8: %q", c.user, f)
 		return
 	}
 	c.mu.Lock()

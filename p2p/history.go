@@ -6,8 +6,10 @@ import (
 	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/utf8x"
 )
 
 // Reading conversations back: history (a page of one conversation, backwards by sequence) and sync
@@ -40,10 +42,22 @@ func (s *Service) readRange(ctx context.Context, conv string, from, to uint64) (
 	out := make([]seqRecord, 0, len(msgs))
 	for i, m := range msgs {
 		if m != nil {
-			out = append(out, seqRecord{seq: from + uint64(i), record: m.data})
+			out = append(out, seqRecord{seq: from + uint64(i), record: servable(m.data)})
 		}
 	}
 	return out, nil
+}
+
+// servable is a stored record as it may go out: valid UTF-8 (a record stored before frames were checked
+// for it may hold invalid bytes: each becomes U+FFFD, as encoding/json does) and a JSON object (anything
+// else that was written into the stream goes out as an empty record: the message keeps its place in the
+// sequence, and the answer stays readable).
+func servable(record []byte) []byte {
+	record = utf8x.Repair(record)
+	if len(record) == 0 || record[0] != '{' || !gjson.ValidBytes(record) {
+		return []byte("{}")
+	}
+	return record
 }
 
 type seqRecord struct {

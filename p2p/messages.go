@@ -120,12 +120,13 @@ func (s *Service) original(ctx context.Context, conv, from, to, id string, body 
 		return 0, nil, false, unavailable("cannot read the original of a resent message", err)
 	}
 	gotConv, seq, ok := seqOfSubject(m.subject)
-	r := gjson.ParseBytes(m.data)
+	stored := servable(m.data) // as the client has seen it in sync or history
+	r := gjson.ParseBytes(stored)
 	if !ok || gotConv != conv || r.Get("from").Str != from || r.Get("to").Str != to || r.Get("cid").Str != id ||
 		!bytes.Equal(jsonx.Compact([]byte(r.Get("body").Raw)), body) {
 		return 0, nil, false, wireErr(CodeIDReused, "id %q was used for another message in the last %s; give every message its own id", clip(id), s.cfg.DuplicateWindow)
 	}
-	return seq, m.data, true, nil
+	return seq, stored, true, nil
 }
 
 // loadHead reads the newest message of a conversation (seq 0 when it has none).

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// Names on the bus (docs/PROTOCOL.md §3.8). The relay package defines the subjects it uses itself, with the
+// Names on the bus (docs/PROTOCOL.md §3.10). The relay package defines the subjects it uses itself, with the
 // same values: the two packages meet here and never import each other.
 const (
 	// Relay → p2p (queue group queueP2P, so any instance serves).
@@ -18,6 +18,9 @@ const (
 	subjBye   = "rso.p2p.bye"   // the user's last connection on a node is gone (after the grace period)
 	// p2p → relays: frames for every connection of one user, wherever it is.
 	subjUserPrefix = "rso.p2p.user."
+	// p2p → relays: a request (a signal) that each node with connections of the user answers once it has
+	// written it to one of them. Nodes subscribe only while they have connections of the user.
+	subjLivePrefix = "rso.p2p.live."
 
 	// p2p → friends service (queue group queueFriends).
 	subjFriendsGet    = "rso.friends.get"

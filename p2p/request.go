@@ -1,6 +1,8 @@
 package p2p
 
 import (
+	"unicode/utf8"
+
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/ids"
@@ -36,8 +38,8 @@ var ops = "send, receipt, sync, history, friends, friend, presence, signal, ping
 // parseRequest validates one client frame at the boundary: well-formed JSON, a known op, every field of the
 // right type and size. It never touches state. The relay has checked the frame's size already.
 func parseRequest(data []byte, cfg *Config) (f request, werr *WireError) {
-	if !gjson.ValidBytes(data) {
-		return f, wireErr(CodeBadJSON, "frame is not valid JSON")
+	if werr := checkJSON(data, "frame"); werr != nil {
+		return f, werr
 	}
 	root := gjson.ParseBytes(data)
 	if !root.IsObject() {
@@ -126,6 +128,19 @@ func parseRequest(data []byte, cfg *Config) (f request, werr *WireError) {
 		werr = wireErr(CodeUnknownOp, "unknown op %q; use one of %s", clip(f.op), ops)
 	}
 	return f, werr
+}
+
+// checkJSON is the boundary check of everything the services take from NATS (what names it in the
+// refusal): valid JSON, and valid UTF-8 inside its strings too, which gjson.ValidBytes does not look at.
+// Nothing else may touch state or be relayed: a browser fails its socket on a frame that is not UTF-8.
+func checkJSON(data []byte, what string) *WireError {
+	if !gjson.ValidBytes(data) {
+		return wireErr(CodeBadJSON, "%s is not valid JSON", what)
+	}
+	if !utf8.Valid(data) {
+		return wireErr(CodeBadJSON, "%s is not valid UTF-8", what)
+	}
+	return nil
 }
 
 // needAll takes pairs (condition, message) and refuses with the first message whose condition is false.

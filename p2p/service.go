@@ -6,7 +6,6 @@ package p2p
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,7 +53,7 @@ type Service struct {
 	known   boundedSet // users known to have connected once
 	indexed boundedSet // conversations whose index entries exist
 
-	sem     chan struct{}
+	workers *workers
 	subs    []*nats.Subscription
 	ctx     context.Context // background work (the sweeper); ends at Shutdown
 	cancel  context.CancelFunc
@@ -83,7 +82,7 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error
 		heads:   newHeadCache(100_000),
 		known:   newBoundedSet(100_000),
 		indexed: newBoundedSet(100_000),
-		sem:     make(chan struct{}, cfg.Workers),
+		workers: newWorkers(cfg.Workers),
 		done:    make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -156,38 +155,49 @@ func (s *Service) setup(ctx context.Context) error {
 // defaultNodeTTL matches the relay's default (3 × its 5 s heartbeat); the relays set the real one.
 const defaultNodeTTL = 15 * time.Second
 
-// serve subscribes the relay and friends-notice subjects.
+// serve subscribes the relay and friends-notice subjects. Every request is checked at the boundary
+// (checkJSON) before it reaches a handler, and handled on a bounded number of workers.
 func (s *Service) serve() error {
 	type handler struct {
 		subject, queue string
+		what           string // names the request in a refusal
 		fn             func(ctx context.Context, m *nats.Msg)
-		pooled         bool   // handled on a worker
-		refusal        []byte // the answer while shutting down (nil: none)
+		pooled         bool                            // handled on a worker
+		refuse         func(m *nats.Msg, e *WireError) // answers a refused request
 	}
+	refuseFrame := func(m *nats.Msg, e *WireError) { m.Respond(errorFrame(e, envelopeID(m.Data))) }
+	refuseJSON := func(m *nats.Msg, e *WireError) { respondJSON(m, map[string]any{"error": e}) }
+	ignore := func(*nats.Msg, *WireError) {} // a notice: nobody waits for an answer
 	restarting := wireErr(CodeUnavailable, "the chat service is restarting; retry (same id)")
-	asJSON, _ := json.Marshal(map[string]any{"error": restarting})
+	overloaded := wireErr(CodeUnavailable, "the chat service is overloaded (all %d workers busy, Workers); retry (same id)", s.cfg.Workers)
 	for _, h := range []handler{
-		{subjFrame, queueP2P, s.onFrame, true, errorFrame(restarting, "")},
-		{subjHello, queueP2P, s.onHello, true, asJSON},
-		{subjBye, queueP2P, s.onBye, true, asJSON},
-		{subjFriendsChangedPrefix + "*", "", s.onFriendsChanged, false, nil},
-		{subjFriendsChangedPrefix + "*", queuePush, s.onFriendsChangedPush, true, nil},
+		{subjFrame, queueP2P, "frame", s.onFrame, true, refuseFrame},
+		{subjHello, queueP2P, "hello", s.onHello, true, refuseJSON},
+		{subjBye, queueP2P, "bye", s.onBye, true, refuseJSON},
+		{subjFriendsChangedPrefix + "*", "", "friends notice", s.onFriendsChanged, false, ignore},
+		{subjFriendsChangedPrefix + "*", queuePush, "friends notice", s.onFriendsChangedPush, true, ignore},
 	} {
 		cb := func(m *nats.Msg) {
+			if werr := checkJSON(m.Data, h.what); werr != nil {
+				s.log.Warn("request refused", "subject", m.Subject, "err", werr)
+				h.refuse(m, werr)
+				return
+			}
 			if !h.pooled {
 				h.fn(s.ctx, m)
 				return
 			}
-			s.sem <- struct{}{} // when every worker is busy, requests wait in NATS
+			if !s.workers.acquire() {
+				h.refuse(m, overloaded)
+				return
+			}
 			if !s.track() {
-				<-s.sem
-				if h.refusal != nil {
-					m.Respond(h.refusal)
-				}
+				s.workers.release()
+				h.refuse(m, restarting)
 				return
 			}
 			go func() {
-				defer func() { <-s.sem; s.wg.Done() }()
+				defer func() { s.workers.release(); s.wg.Done() }()
 				// Not derived from s.ctx: a request that started is finished even during Shutdown.
 				ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 				defer cancel()
@@ -207,6 +217,11 @@ func (s *Service) serve() error {
 		s.subs = append(s.subs, sub)
 	}
 	return s.nc.Flush()
+}
+
+// envelopeID is the id of the client frame in a relay's envelope, for refusing it.
+func envelopeID(env []byte) string {
+	return peekID([]byte(gjson.GetBytes(env, "frame").Raw))
 }
 
 func (s *Service) stopServing() {
@@ -260,6 +275,14 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	<-s.done
 	return ctx.Err()
 }
+
+// ServiceStats counts what this instance refused.
+type ServiceStats struct {
+	Refused uint64 // requests refused (unavailable) because every worker was busy for too long
+}
+
+// Stats returns this instance's counters.
+func (s *Service) Stats() ServiceStats { return ServiceStats{Refused: s.workers.refused.Load()} }
 
 // caller is who sent a frame, as the relay authenticated it.
 type caller struct {

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
-	"github.com/tidwall/gjson"
 	"golang.org/x/time/rate"
 
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/utf8x"
 	"github.com/rso-server/rso/internal/wsconn"
 )
 
@@ -119,25 +120,17 @@ func (c *conn) handle(raw []byte) {
 		return // not acknowledged: the client re-sends after it reconnects
 	}
 	defer s.inflight.Done()
+	l := s.cfg.Limits
 	if !c.frames.Allow() {
-		c.refuse(CodeRateLimited, "more than frames_per_second frames per second; slow down and re-send (same id)", peekID(raw))
+		c.refuse(CodeRateLimited, fmt.Sprintf("more than %g frames per second (frames_per_second); slow down and re-send (same id)", l.FramesPerSecond), peekID(raw))
 		return
 	}
-	if len(raw) > s.cfg.Limits.MaxFrameBytes {
-		c.refuse(CodeFrameTooLarge, "frame exceeds max_frame_bytes", peekID(raw))
+	op, id, r := checkFrame(raw, l.MaxFrameBytes)
+	if r != nil {
+		c.refuse(r.code, r.message, id)
 		return
 	}
-	if !gjson.ValidBytes(raw) {
-		c.refuse(CodeBadJSON, "frame is not valid JSON", "")
-		return
-	}
-	root := gjson.ParseBytes(raw)
-	if !root.IsObject() {
-		c.refuse(CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`, "")
-		return
-	}
-	op, id := root.Get("op"), peekID(raw)
-	switch op.Str {
+	switch op {
 	case "ping":
 		c.t.Send(pongFrame(id))
 		return
@@ -146,16 +139,15 @@ func (c *conn) handle(raw []byte) {
 		return
 	case "send":
 		if !c.sends.Allow() {
-			c.refuse(CodeRateLimited, "more than messages_per_second messages per second; slow down and re-send (same id)", id)
+			c.refuse(CodeRateLimited, fmt.Sprintf("more than %g messages per second (messages_per_second); slow down and re-send (same id)", l.MessagesPerSecond), id)
 			return
 		}
 	}
 	c.forward(raw, id)
 }
 
-// forward sends the frame to the messaging service and writes its answer.
-func (c *conn) forward(raw []byte, id string) {
-	s := c.srv
+// envelope wraps a checked client frame for the messaging service: who sent it, and the frame.
+func (c *conn) envelope(raw []byte) []byte {
 	env := make([]byte, 0, len(raw)+128)
 	env = append(env, `{"user":`...)
 	env = jsonx.AppendString(env, c.ident.User)
@@ -164,13 +156,18 @@ func (c *conn) forward(raw []byte, id string) {
 	env = append(env, `,"conn":`...)
 	env = jsonx.AppendString(env, c.id)
 	env = append(env, `,"node":`...)
-	env = jsonx.AppendString(env, s.node)
+	env = jsonx.AppendString(env, c.srv.node)
 	env = append(env, `,"frame":`...)
 	env = append(env, raw...)
-	env = append(env, '}')
+	return append(env, '}')
+}
+
+// forward sends the frame to the messaging service and writes its answer.
+func (c *conn) forward(raw []byte, id string) {
+	s := c.srv
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	m, err := s.nc.RequestWithContext(ctx, subjFrame, env)
+	m, err := s.nc.RequestWithContext(ctx, subjFrame, c.envelope(raw))
 	if err != nil {
 		c.t.Send(errorFrame(CodeUnavailable, serviceUnavailable(err), id))
 		return
@@ -179,11 +176,11 @@ func (c *conn) forward(raw []byte, id string) {
 		return
 	}
 	if bytes.HasPrefix(m.Data, []byte(`{"op":"error"`)) && !c.errs.Allow() {
-		c.t.Send(m.Data)
+		c.t.Send(utf8x.Repair(m.Data))
 		c.t.Close(closeAbuse, "too many refused frames")
 		return
 	}
-	c.t.Send(m.Data) // one or more frames separated by '\n', as a client reads them
+	c.t.Send(utf8x.Repair(m.Data)) // one or more frames separated by '\n', as a client reads them
 }
 
 // refuse answers a bad frame; a client that keeps sending bad frames is disconnected.

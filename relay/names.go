@@ -6,13 +6,14 @@ import (
 	"github.com/rso-server/rso/internal/ids"
 )
 
-// Names on the bus (docs/PROTOCOL.md §3.8). The p2p package defines the same values: the relay and the
+// Names on the bus (docs/PROTOCOL.md §3.10). The p2p package defines the same values: the relay and the
 // messaging service meet on these subjects and never import each other.
 const (
 	subjFrame      = "rso.p2p.frame"   // request: one client frame in an envelope; the reply holds frames for that connection
 	subjHello      = "rso.p2p.hello"   // request: a connection opened
 	subjBye        = "rso.p2p.bye"     // request: the user's last connection on this node is gone (after the grace period)
 	subjUserPrefix = "rso.p2p.user."   // + user token: frames for every connection of that user
+	subjLivePrefix = "rso.p2p.live."   // + user token: requests (signals) answered by each node that wrote them to a connection
 	hdrExceptConn  = "Rso-Except-Conn" // on subjUserPrefix: skip this connection
 	hdrDevice      = "Rso-Device"      // on subjUserPrefix: only connections of this device
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
@@ -115,8 +116,12 @@ func (f *fixture) serveStandIn() {
 		record(&f.envelopes, m)
 		env := gjson.ParseBytes(m.Data)
 		id := env.Get("frame.id").Str
-		if env.Get("frame.op").Str == "quiet" {
+		switch env.Get("frame.op").Str {
+		case "quiet":
 			m.Respond(nil)
+			return
+		case "invalid": // a service (or anyone on NATS) answering with bytes that are not UTF-8
+			m.Respond([]byte("{\"op\":\"invalid\",\"id\":\"" + id + "\",\"text\":\"caf\xe9\xff\"}"))
 			return
 		}
 		echo, _ := json.Marshal(map[string]any{"op": "echo", "id": id, "env": json.RawMessage(m.Data)})
@@ -195,10 +200,14 @@ func dialTCP(t *testing.T, addr string) *peer {
 	return p
 }
 
+// next returns the next frame; every frame the server writes must be valid UTF-8.
 func (p *peer) next() gjson.Result {
 	p.t.Helper()
 	select {
 	case f := <-p.frames:
+		if !utf8.ValidString(f.Raw) {
+			p.t.Fatalf("frame is not valid UTF-8: %q", f.Raw)
+		}
 		return f
 	case <-time.After(waitLimit):
 		p.t.Fatal("no frame in time")
@@ -282,6 +291,7 @@ func TestTCPAuth(t *testing.T) {
 	}{
 		{"not auth", `{"op":"ping"}`, "unauthorized", 4001},
 		{"not json", `hello`, "bad_json", 4001},
+		{"not utf-8", "{\"op\":\"auth\",\"token\":\"caf\xe9\"}", "bad_json", 4001},
 		{"no token", `{"op":"auth"}`, "unauthorized", 4001},
 		{"bad token", `{"op":"auth","token":"x.y.z"}`, "unauthorized", 4001},
 		{"expired", `{"op":"auth","token":"` + sign(t, jwt.MapClaims{"sub": "a", "exp": time.Now().Add(-time.Minute).Unix()}) + `"}`, "token_expired", 4003},

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rso-server/rso/internal/keyed"
+	"github.com/rso-server/rso/internal/utf8x"
 )
 
 // ErrServerClosed is returned by ServeTCP after Shutdown.
@@ -70,8 +71,12 @@ type user struct {
 	ready chan struct{} // closed once the subscription is in place (or err is set)
 	err   error         // written before ready is closed
 
-	mu    sync.Mutex // guards sub, conns, grace and graceGen
-	sub   *nats.Subscription
+	mu  sync.Mutex // guards sub, live, conns, grace and graceGen
+	sub *nats.Subscription
+	// live (rso.p2p.live.<user>) is subscribed only while the user has connections here, not in the grace
+	// period: a signal that no node writes to a connection is answered offline, although the user's
+	// presence still shows online for the grace period.
+	live  *nats.Subscription
 	conns map[*conn]struct{}
 	grace *time.Timer
 	// graceGen numbers the grace periods: each detach that starts one and each attach that cancels one
@@ -82,11 +87,13 @@ type user struct {
 
 func (u *user) unsubscribe() {
 	u.mu.Lock()
-	sub := u.sub
-	u.sub = nil
+	sub, live := u.sub, u.live
+	u.sub, u.live = nil, nil
 	u.mu.Unlock()
-	if sub != nil {
-		sub.Unsubscribe()
+	for _, s := range []*nats.Subscription{sub, live} {
+		if s != nil {
+			s.Unsubscribe()
+		}
 	}
 }
 
@@ -265,27 +272,60 @@ func (s *Server) attach(c *conn) error {
 		close(u.ready)
 	}
 	<-u.ready
-	return u.err
+	if u.err != nil {
+		return u.err
+	}
+	return s.goLive(u)
 }
 
-// detach removes c. When its user has no connection left here, the grace period starts; at its end the
-// node tells the messaging service and drops the subscription.
+// goLive subscribes the user's live subject unless it is already. It returns once the server has the
+// subscription (also when another connection made it), so that a signal sent after hello finds c.
+func (s *Server) goLive(u *user) error {
+	u.mu.Lock()
+	if u.live == nil && len(u.conns) > 0 {
+		sub, err := s.nc.Subscribe(subjLivePrefix+userToken(u.id), func(m *nats.Msg) { s.deliverLive(u, m) })
+		if err != nil {
+			u.mu.Unlock()
+			return err
+		}
+		u.live = sub
+	}
+	u.mu.Unlock()
+	return s.nc.FlushTimeout(natsTimeout)
+}
+
+// detach removes c. When its user has no connection left here, the live subscription goes at once and the
+// grace period starts; at its end the node tells the messaging service and drops the delivery subscription.
 func (s *Server) detach(c *conn) {
+	if live := s.remove(c); live != nil {
+		live.Unsubscribe()
+	}
+}
+
+// remove takes c out of the maps and starts the grace period if it was its user's last connection here;
+// it returns the user's live subscription then, for the caller to drop.
+func (s *Server) remove(c *conn) *nats.Subscription {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
 	u := c.user
 	if u == nil {
-		return
+		return nil
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.conns, c)
-	if len(u.conns) == 0 && !s.closing && u.grace == nil {
+	if len(u.conns) > 0 {
+		return nil
+	}
+	if !s.closing && u.grace == nil {
 		u.graceGen++
 		gen := u.graceGen
 		u.grace = time.AfterFunc(s.cfg.PresenceGrace, func() { s.expire(u, gen) })
 	}
+	live := u.live
+	u.live = nil
+	return live
 }
 
 // expire ends a user's presence on this node if no connection came back during the grace period. The
@@ -336,9 +376,10 @@ func (s *Server) retryByes() {
 	}
 }
 
-// deliver writes a frame sent to a user to each of its connections here (headers may narrow that).
-// The payload is shared: every connection queues the same bytes.
-func (s *Server) deliver(u *user, m *nats.Msg) {
+// deliver writes a frame sent to a user to each of its connections here (headers may narrow that) and
+// returns how many it was written to. The payload is shared: every connection queues the same bytes,
+// repaired once if they are not valid UTF-8 (whoever published them, a socket must never fail on them).
+func (s *Server) deliver(u *user, m *nats.Msg) int {
 	except, device := "", ""
 	if m.Header != nil {
 		except, device = m.Header.Get(hdrExceptConn), m.Header.Get(hdrDevice)
@@ -351,8 +392,19 @@ func (s *Server) deliver(u *user, m *nats.Msg) {
 		}
 	}
 	u.mu.Unlock()
+	data := utf8x.Repair(m.Data)
 	for _, c := range conns {
-		c.t.Send(m.Data)
+		c.t.Send(data)
+	}
+	return len(conns)
+}
+
+// deliverLive delivers a request on the user's live subject (a signal) and answers it only if a
+// connection got it: the sender waits for one answer, and a node whose connections do not match (another
+// device) must not answer for the node that has them.
+func (s *Server) deliverLive(u *user, m *nats.Msg) {
+	if s.deliver(u, m) > 0 {
+		m.Respond([]byte("{}"))
 	}
 }
 

@@ -7,11 +7,13 @@ import (
 	"net/url"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/ids"
+	"github.com/rso-server/rso/internal/utf8x"
 )
 
 // ServeTCP accepts raw TCP clients on ln until Shutdown (then it returns ErrServerClosed) or until ln
@@ -72,14 +74,14 @@ func (s *Server) serveTCPConn(nc net.Conn) {
 		return time.Now().Add(tcpIdle)
 	}
 	maxFrame := s.cfg.Limits.MaxFrameBytes
-	err := t.readLoop(maxFrame, deadline, func(frame []byte, tooLarge bool) {
+	err := t.readLoop(maxFrame, deadline, func(frame []byte, tooLarge int) {
 		switch {
-		case c != nil && tooLarge:
-			c.refuse(CodeFrameTooLarge, "frame exceeds max_frame_bytes", "")
+		case c != nil && tooLarge > 0:
+			c.refuse(CodeFrameTooLarge, tooLargeText(tooLarge, maxFrame), "")
 		case c != nil:
 			c.handle(frame)
-		case tooLarge:
-			t.Send(errorFrame(CodeFrameTooLarge, "the auth frame exceeds max_frame_bytes", ""))
+		case tooLarge > 0:
+			t.Send(errorFrame(CodeFrameTooLarge, "the auth "+tooLargeText(tooLarge, maxFrame), ""))
 			t.Close(closeUnauthorized, "no valid auth frame")
 		default:
 			c = s.authTCP(t, frame)
@@ -112,6 +114,9 @@ func (s *Server) authTCP(t *tcpConn, frame []byte) *conn {
 	}
 	if !gjson.ValidBytes(frame) {
 		return fail(CodeBadJSON, "the first frame must be {\"op\":\"auth\",\"token\":\"…\"}", closeUnauthorized)
+	}
+	if !utf8.Valid(frame) {
+		return fail(CodeBadJSON, utf8x.InvalidFrame, closeUnauthorized)
 	}
 	f := gjson.ParseBytes(frame)
 	if f.Get("op").Str != "auth" {

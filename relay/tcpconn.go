@@ -141,25 +141,26 @@ func (t *tcpConn) abandon() {
 	t.mu.Unlock()
 }
 
-// readLoop reads '\n'-terminated frames until the socket ends, calling fn for each non-empty one (the slice
-// is reused: fn copies what it keeps). A frame longer than max is skipped up to its newline and reported
-// as fn(nil, true), so one oversized frame does not cost the connection. deadline gives the read deadline
-// for the next read. The caller closes the socket after the writer is done.
-func (t *tcpConn) readLoop(max int, deadline func() time.Time, fn func(frame []byte, tooLarge bool)) error {
+// readLoop reads '\n'-terminated frames until the socket ends, calling fn(frame, 0) for each non-empty one
+// (the slice is reused: fn copies what it keeps). A frame longer than max is skipped up to its newline and
+// reported once as fn(nil, its size in bytes), so one oversized frame does not cost the connection.
+// deadline gives the read deadline for the next read. The caller closes the socket after the writer is done.
+func (t *tcpConn) readLoop(max int, deadline func() time.Time, fn func(frame []byte, tooLarge int)) error {
 	r := bufio.NewReaderSize(t.nc, 16<<10)
 	line := make([]byte, 0, 4<<10)
-	tooLarge := false
+	tooLarge, size := false, 0 // size: the bytes of the line so far, kept or not
 	for {
 		t.mu.Lock()
 		closing := t.closing
 		t.mu.Unlock()
 		if closing {
 			// Only drain until the writer's linger deadline; frames are ignored.
-			fn = func([]byte, bool) {}
+			fn = func([]byte, int) {}
 		} else {
 			t.nc.SetReadDeadline(deadline())
 		}
 		chunk, err := r.ReadSlice('\n')
+		size += len(chunk)
 		if !tooLarge {
 			if len(line)+len(chunk) > max+2 { // + "\r\n"
 				tooLarge, line = true, line[:0]
@@ -173,11 +174,22 @@ func (t *tcpConn) readLoop(max int, deadline func() time.Time, fn func(frame []b
 		if err != nil {
 			return err
 		}
-		if f := bytes.TrimSpace(line); tooLarge || len(f) > max {
-			fn(nil, true)
-		} else if len(f) > 0 {
-			fn(f, false)
+		switch f := bytes.TrimSpace(line); {
+		case tooLarge:
+			fn(nil, size-len(lineEnd(chunk)))
+		case len(f) > max:
+			fn(nil, len(f))
+		case len(f) > 0:
+			fn(f, 0)
 		}
-		line, tooLarge = line[:0], false
+		line, tooLarge, size = line[:0], false, 0
 	}
+}
+
+// lineEnd is the "\n" or "\r\n" that ends chunk.
+func lineEnd(chunk []byte) []byte {
+	if n := len(chunk); n >= 2 && chunk[n-2] == '\r' {
+		return chunk[n-2:]
+	}
+	return chunk[len(chunk)-1:]
 }

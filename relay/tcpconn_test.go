@@ -34,8 +34,11 @@ func FuzzTCPReader(f *testing.F) {
 		}()
 		tc := &tcpConn{nc: server}
 		var got []string
-		tc.readLoop(max, func() time.Time { return time.Now().Add(5 * time.Second) }, func(frame []byte, tooLarge bool) {
-			if tooLarge {
+		tc.readLoop(max, func() time.Time { return time.Now().Add(5 * time.Second) }, func(frame []byte, tooLarge int) {
+			if tooLarge > 0 {
+				if frame != nil || tooLarge <= max {
+					t.Fatalf("a line of %d bytes reported too large (limit %d)", tooLarge, max)
+				}
 				got = append(got, "<too large>")
 				return
 			}

@@ -1,0 +1,11 @@
+package p2p
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// Every goroutine a test starts — the services', the relays', the sockets', the embedded NATS server's —
+// must be gone when the tests end.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
