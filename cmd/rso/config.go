@@ -176,6 +176,7 @@ func options(nodeID string) []option {
 		{name: "frames-per-second", def: strconv.FormatFloat(d.FramesPerSecond, 'f', -1, 64), meaning: "sustained frames per second one connection may send (bursts of twice that)",
 			set: func(c *Config, v string) (err error) { c.Limits.FramesPerSecond, err = positiveFloat(v); return err }},
 		limit("outbound-bytes", d.OutboundBytes, "bytes queued for one slow connection before it is closed (4008)", func(l *sharedobject.Limits) *int { return &l.OutboundBytes }),
+		limit("max-queued-writes", d.MaxQueuedWrites, "writes that may wait for one object on this node; more are answered busy", func(l *sharedobject.Limits) *int { return &l.MaxQueuedWrites }),
 	}
 }
 

@@ -71,6 +71,7 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		"max-name-bytes":            {"1013", "1014"},
 		"frames-per-second":         {"1.5", "2.5"},
 		"outbound-bytes":            {"1015", "1016"},
+		"max-queued-writes":         {"1019", "1020"},
 		"relay-tcp":                 {"127.0.0.1:7001", "127.0.0.1:7002"},
 		"friends-only":              {"true", "false"},
 		"presence-grace":            {"1s", "2s"},
