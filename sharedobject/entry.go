@@ -184,7 +184,7 @@ func encodeSnapshot(s *State) []byte {
 	b = append(b, `,"recent":[`...)
 	first = true
 	for _, r := range s.mem.list[s.mem.head:] {
-		if r.fp != 0 || s.mem.byKey[r.key] != r {
+		if r.fp != 0 || r.dead {
 			continue
 		}
 		if !first {
@@ -340,6 +340,7 @@ func decodeSnapshot(data []byte, snap gjson.Result) (*State, error) {
 	if req := snap.Get("req"); req.Exists() && !s.mem.decodeRecords(req.Str) {
 		return s, fmt.Errorf("snapshot has malformed request records")
 	}
+	s.mem.sort()
 	lock := snap.Get("lock").Array()
 	if len(lock) == 2 {
 		s.Lock = LockState{ID: lock[0].Str, Until: lock[1].Int()}

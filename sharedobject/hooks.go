@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -136,6 +137,8 @@ type hookVerdicts struct {
 
 // askHooks asks the hook covering the object about a client update. ok=false means the write was
 // answered already (no hook answered and the hook fails closed, or the answer was unusable).
+var errBadHookReply = errors.New("hook reply is not a JSON object")
+
 func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
 	h := o.node.hooks.find(o.key)
 	if h == nil || len(reqs) != 1 || reqs[0].sess == nil || reqs[0].changes == nil {
@@ -148,13 +151,19 @@ func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
 	ctx, cancel := context.WithTimeout(o.node.ctx, h.timeout)
 	defer cancel()
 	reply, err := o.node.nc.RequestWithContext(ctx, h.cfg.Subject, req)
+	if err == nil && (!gjson.ValidBytes(reply.Data) || !utf8.Valid(reply.Data) || !gjson.ParseBytes(reply.Data).IsObject()) {
+		err = errBadHookReply // checked at the boundary like any frame: garbage is no answer, not an approval
+	}
 	if err != nil {
 		if h.cfg.FailOpen {
 			return &hookVerdicts{seq: seq}, true
 		}
 		why := "did not answer in time"
-		if errors.Is(err, nats.ErrNoResponders) {
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
 			why = "has no backend listening"
+		case errors.Is(err, errBadHookReply):
+			why = "answered with something that is not a JSON object in UTF-8"
 		}
 		o.mu.Lock()
 		o.answerErrLocked(r, wireErr(CodeHookUnavailable, "validation hook %q for %q %s; try again later", h.name, o.key.name, why))

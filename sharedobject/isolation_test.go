@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/rso-server/rso/client"
 
 	"github.com/rso-server/rso/sharedobject"
@@ -150,4 +153,29 @@ func TestSocketUpgradedDuringShutdownIsClosedWithRestart(t *testing.T) {
 	case <-time.After(waitLimit):
 		t.Fatal("a socket upgraded during Shutdown stayed open after it")
 	}
+}
+
+// A hook's answer is checked at the boundary like any frame: one that is not a JSON object is no answer
+// (the hook fails closed), never an approval.
+func TestGarbledHookAnswerIsNoApproval(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	backend, err := n.nc.Subscribe("rso.hook.garbled", func(m *nats.Msg) { m.Respond([]byte("\xff not json")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { backend.Unsubscribe() })
+	js, _ := jetstream.New(n.nc)
+	kv, err := js.KeyValue(ctxT(t), "RSO_HOOKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctxT(t), "garbled", []byte(`{"pattern":"g","subject":"rso.hook.garbled"}`)); err != nil {
+		t.Fatal(err)
+	}
+	a := dial(t, n.url, "")
+	sub(t, a, "g", true)
+	waitFor(t, "the hook to be asked", func() bool {
+		_, err := a.Update(ctxT(t), "g", true, []client.Change{set("n", 0, 1)})
+		return wireCode(err) == sharedobject.CodeHookUnavailable
+	})
 }

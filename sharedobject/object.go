@@ -43,6 +43,11 @@ type object struct {
 	wq       []*writeReq
 	writing  bool
 	lockWake chan struct{} // closed and replaced whenever the lock state changes
+	// resets counts resetLocked calls: a catch-up that started before one reads the new log from its start.
+	resets uint64
+	// versionGap is set when an applied commit was not the next version: the replica no longer matches the
+	// log (entries of a stream created again, applied onto the old state), and a catch-up starts it over.
+	versionGap bool
 }
 
 type objKey struct {
@@ -134,7 +139,7 @@ func (o *object) onLive(m *nats.Msg) {
 		o.mu.Unlock()
 		return // applied already (by the writer that committed it, or by a catch-up)
 	}
-	if last != o.seq {
+	if last != o.seq || o.versionGap {
 		// A gap: entries were missed (slow subscription, reconnect). Refill from the stream.
 		o.mu.Unlock()
 		if err := o.catchUp(o.node.ctx); err != nil {
@@ -143,21 +148,36 @@ func (o *object) onLive(m *nats.Msg) {
 		return
 	}
 	o.applyDataLocked(seq, m.Data)
+	gap := o.versionGap
 	o.mu.Unlock()
+	if gap {
+		if err := o.catchUp(o.node.ctx); err != nil {
+			o.node.log.Error("shared object catch-up failed", "obj", o.key.name, "err", err)
+		}
+	}
 }
 
 // catchUp reads every stored entry after the replica's sequence and applies it. The log is read without
-// o.mu; each entry is applied under it, in order, unless a live delivery applied it first.
+// o.mu; each entry is applied under it, in order, unless a live delivery applied it first. A reset during
+// the read (the stream was created again) makes it read the new log from its start; a replica found out of
+// step with the log (versionGap) is started over once.
 func (o *object) catchUp(ctx context.Context) error {
 	o.catching.Lock()
 	defer o.catching.Unlock()
-	for wiped := false; ; wiped = true {
+	restarted, wiped := false, false
+	for {
 		o.mu.Lock()
-		before := o.seq
+		if o.versionGap && !restarted {
+			o.node.log.Warn("replica out of step with the log; reading it again", "obj", o.key.name)
+			restarted = true
+			o.resetLocked(0)
+		}
+		o.versionGap = false
+		before, gen := o.seq, o.resets
 		o.mu.Unlock()
 		err := o.node.fetch(ctx, o.stream, o.subject, before+1, func(seq uint64, data []byte) {
 			o.mu.Lock()
-			if seq > o.seq {
+			if seq > o.seq && o.resets == gen {
 				o.applyDataLocked(seq, data)
 			}
 			o.mu.Unlock()
@@ -166,9 +186,13 @@ func (o *object) catchUp(ctx context.Context) error {
 			return err
 		}
 		o.mu.Lock()
+		again := o.resets != gen || o.versionGap && !restarted
 		seq := o.seq
 		o.mu.Unlock()
-		if seq != before || seq == 0 || wiped {
+		switch {
+		case again:
+			continue
+		case seq != before || seq == 0 || wiped:
 			return nil
 		}
 		// Nothing after our sequence. If the stream no longer has it either, the log was wiped (a
@@ -187,6 +211,7 @@ func (o *object) catchUp(ctx context.Context) error {
 		if !stale {
 			return nil
 		}
+		wiped = true
 	}
 }
 
@@ -253,6 +278,7 @@ func (o *object) applyLocked(seq uint64, e *entry) {
 func (o *object) applyCommitLocked(c *Commit) {
 	if c.Version != o.state.Version+1 {
 		o.node.log.Warn("log entry out of version order", "obj", o.key.name, "have", o.state.Version, "got", c.Version)
+		o.versionGap = true
 	}
 	events := o.state.Apply(c, o.node.cfg.ResyncWindow)
 	var reply *pendingReply
@@ -293,6 +319,7 @@ func (o *object) applyCommitLocked(c *Commit) {
 
 // resetLocked ends the object's epoch: it is empty again, and subscribers start over.
 func (o *object) resetLocked(seq uint64) {
+	o.resets++
 	o.state = o.node.newState()
 	o.seq = seq
 	o.snapshotAt = 0

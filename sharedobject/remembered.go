@@ -1,9 +1,11 @@
 package sharedobject
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -34,6 +36,7 @@ type remembered struct {
 	version uint64 // the version its commit reached
 	ts      int64  // unix ms of its log entry; 0 = not yet known (adopted from the next entry)
 	mask    []byte // bit i set: changes[i] was committed; nil = every change was
+	dead    bool   // superseded by a later record of the same key: costs nothing, waits to leave the list
 
 	// Records read from snapshots written before fingerprints: what they committed by name.
 	id, user string
@@ -89,6 +92,7 @@ func (m *requestMemory) advance(ts int64) {
 			}
 		}
 		m.adopt = false
+		m.sort()
 	}
 	for m.head < len(m.list) && m.list[m.head].ts < ts-m.window {
 		m.drop()
@@ -99,8 +103,8 @@ func (m *requestMemory) drop() {
 	r := m.list[m.head]
 	m.list[m.head] = nil
 	m.head++
-	m.bytes -= r.size()
-	if m.byKey[r.key] == r {
+	if !r.dead {
+		m.bytes -= r.size()
 		delete(m.byKey, r.key)
 	}
 	if m.head > 64 && m.head > len(m.list)/2 {
@@ -118,8 +122,9 @@ func (m *requestMemory) add(r *remembered) {
 	if r.ts == 0 {
 		m.adopt = true
 	}
-	if old := m.byKey[r.key]; old != nil {
-		old.key = 0 // superseded (a legacy record re-used); keep its bytes until it expires
+	if old := m.byKey[r.key]; old != nil { // only from a log written by hand: writers refuse a known id
+		old.dead = true
+		m.bytes -= old.size()
 	}
 	m.list = append(m.list, r)
 	m.byKey[r.key] = r
@@ -136,7 +141,9 @@ func (m *requestMemory) wouldFit(extra int, ts int64) bool {
 		if bytes+extra <= m.budget || r.ts == 0 || r.ts >= ts-m.window {
 			break
 		}
-		bytes -= r.size()
+		if !r.dead {
+			bytes -= r.size()
+		}
 	}
 	return bytes+extra <= m.budget
 }
@@ -221,12 +228,18 @@ func parseFP(s string) uint64 {
 	return v
 }
 
+// sort puts the records in the order of their timestamps (stable), as expiry needs: after decoding a
+// snapshot, whose records of the two forms come in two lists, and after adopting timestamps.
+func (m *requestMemory) sort() {
+	slices.SortStableFunc(m.list[m.head:], func(a, b *remembered) int { return cmp.Compare(a.ts, b.ts) })
+}
+
 // encodeRecords packs the records of a memory (oldest first) for a snapshot.
 func (m *requestMemory) encodeRecords() string {
 	b := make([]byte, 0, m.bytes)
 	for _, r := range m.list[m.head:] {
-		if r.fp == 0 || m.byKey[r.key] != r {
-			continue // old records without a fingerprint keep travelling in the names form
+		if r.fp == 0 || r.dead {
+			continue // old records without a fingerprint travel in the names form
 		}
 		b = binary.BigEndian.AppendUint64(b, r.key)
 		b = binary.BigEndian.AppendUint64(b, r.fp)

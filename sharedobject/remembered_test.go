@@ -45,3 +45,32 @@ func TestRequestMemoryRoomCountsWhatExpires(t *testing.T) {
 		t.Fatal("room once the oldest id expires is not one record")
 	}
 }
+
+// A replica loaded from a snapshot forgets at the same entry as one that read the whole log, also when the
+// snapshot holds records of both forms (with and without fingerprints, during a rolling upgrade).
+func TestSnapshotReplicaForgetsLikeTheLiveOne(t *testing.T) {
+	live := NewStateWith(time.Second, 1<<20)
+	commit := func(s *State, ts int64, id string, fp uint64) {
+		s.Advance(ts)
+		s.Apply(&Commit{Version: s.Version + 1, ID: id, User: "u", FP: fp, Sets: []SlotValue{{"n", []byte("1")}}}, 100)
+	}
+	commit(live, 1000, "new1", 5)
+	commit(live, 1500, "old1", 0) // written by a node of the previous version
+	e, err := decodeEntry(encodeSnapshot(live))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := e.snap
+	loaded.mem.window, loaded.mem.budget = live.mem.window, live.mem.budget
+	for _, s := range []*State{live, loaded} {
+		commit(s, 2200, "later", 6)
+	}
+	for _, id := range []string{"new1", "old1", "later"} {
+		if a, b := live.Remembered("u", id) != nil, loaded.Remembered("u", id) != nil; a != b {
+			t.Errorf("%s: live replica remembers it %v, the one loaded from the snapshot %v", id, a, b)
+		}
+	}
+	if live.mem.bytes != loaded.mem.bytes {
+		t.Errorf("memory of %d bytes live, %d loaded", live.mem.bytes, loaded.mem.bytes)
+	}
+}

@@ -245,13 +245,17 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 				if rec := st.mem.lookup(key); rec != nil {
 					prev, inThis = rec.fp, true
 				}
+				committed := st.mem.lookup(key) != nil
 				switch {
 				case inThis && prev != 0 && prev != fp:
 					o.answerErrLocked(r, idReused(m.ID, o.key.name))
 					continue
-				case inThis:
+				case committed:
 					// A re-sent message that was delivered before: only the sender is told (again).
 					r.sess.send(messageFrame(o.key.name, o.key.persistent, m))
+					continue
+				case inThis:
+					deferred = append(deferred, r) // its original is in this entry, not stored yet
 					continue
 				}
 				if !remember(r, key, recordBytes) {
@@ -293,27 +297,37 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 				}
 				continue
 			}
-			if !remember(r, key, recordBytes+(len(r.changes)+7)/8) {
-				continue
-			}
-			inGroup[key] = fp
 		}
 		if werr := o.checkBasesLocked(r); werr != nil {
 			o.answerErrLocked(r, werr)
 			continue
+		}
+		var outcomes []Outcome
+		if !r.clear {
+			outcomes = d.Judge(r.changes, r.force)
+			if r.epoch != "" && r.epoch != st.Epoch {
+				// The bases were versions of an earlier life of the object: none of them can be trusted.
+				for j := range outcomes {
+					outcomes[j] = Rejected
+				}
+			} else if !r.force && rejectedByDraft(st, r.changes, outcomes) {
+				// Refused only because of a write before it in this entry, which may still lose to another
+				// node: judge it again once that entry is settled.
+				deferred = append(deferred, r)
+				continue
+			}
+		}
+		if r.id != "" {
+			if !remember(r, key, recordBytes+(len(r.changes)+7)/8) {
+				continue
+			}
+			inGroup[key] = fp
 		}
 		var c *Commit
 		var rejects []rejectNote
 		if r.clear {
 			c = d.AddClear()
 		} else {
-			outcomes := d.Judge(r.changes, r.force)
-			if r.epoch != "" && r.epoch != st.Epoch {
-				// The bases were versions of an earlier life of the object: none of them can be trusted.
-				for j := range outcomes {
-					outcomes[j] = Rejected
-				}
-			}
 			for j, ch := range r.changes {
 				reason := ""
 				if outcomes[j] == Rejected {
@@ -367,6 +381,20 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 		pending = append(pending, r)
 	}
 	return ops, pending
+}
+
+// rejectedByDraft reports whether a change was rejected although the committed state would take it: the
+// slot was changed by an earlier write of the same entry.
+func rejectedByDraft(st *State, changes []Change, outcomes []Outcome) bool {
+	for i, c := range changes {
+		if outcomes[i] != Rejected {
+			continue
+		}
+		if _, v, _ := st.Get(c.Name); v <= c.Base {
+			return true
+		}
+	}
+	return false
 }
 
 // checkBasesLocked refuses a client update whose base is above the object's version (after a catch-up):
