@@ -4,11 +4,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
-	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/utf8x"
 )
 
 // An object's log in JetStream holds entries. An entry is either a list of operations committed together
@@ -218,10 +218,10 @@ func decodeEntry(data []byte) (*entry, error) {
 	if !gjson.ValidBytes(data) {
 		return nil, fmt.Errorf("log entry is not valid JSON")
 	}
-	// Values go verbatim into text frames, which must be UTF-8; the log is writable by anyone on NATS.
-	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("log entry is not valid UTF-8")
-	}
+	// Values go verbatim into text frames, which must be UTF-8, and the log is writable by anyone on NATS
+	// (and by server-API writes of earlier versions, which did not check): invalid bytes, which valid JSON
+	// can only hold inside strings, are replaced with U+FFFD on every replica alike.
+	data = utf8x.Repair(data)
 	root := gjson.ParseBytes(data)
 	if root.Get("reset").Bool() {
 		return &entry{reset: true}, nil

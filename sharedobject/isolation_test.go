@@ -2,6 +2,7 @@ package sharedobject_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -178,4 +179,20 @@ func TestGarbledHookAnswerIsNoApproval(t *testing.T) {
 		_, err := a.Update(ctxT(t), "g", true, []client.Change{set("n", 0, 1)})
 		return wireCode(err) == sharedobject.CodeHookUnavailable
 	})
+}
+
+// A log entry with bytes that are not UTF-8 (written by hand on NATS, or by a server-API write of an earlier
+// version, which did not check) is served with U+FFFD in their place: every frame the server writes is UTF-8.
+func TestStoredInvalidUTF8IsServedRepaired(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	js, _ := jetstream.New(n.nc)
+	subject := "rso.so.p." + base64.RawURLEncoding.EncodeToString([]byte("old"))
+	if _, err := js.Publish(ctxT(t), subject, []byte("{\"ts\":1,\"ops\":[{\"t\":\"c\",\"v\":1,\"e\":\"ep\",\"set\":[[\"a\",\"caf\xe9\"]]}]}")); err != nil {
+		t.Fatal(err)
+	}
+	a := dial(t, n.url, "")
+	s := sub(t, a, "old", true)
+	if s.Version != 1 || len(s.Changes) != 2 || string(s.Changes[1].Value) != "\"caf\uFFFD\"" {
+		t.Fatalf("stored entry served as v%d %q", s.Version, codes(s))
+	}
 }
