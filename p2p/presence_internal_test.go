@@ -9,25 +9,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rso-server/rso/internal/natsboot"
 )
 
-// newPresenceService runs one messaging service on an embedded NATS, with a sweep that never runs by
-// itself (the tests call sweepNode), and returns it with the RSO_RELAY_NODES bucket.
-func newPresenceService(t *testing.T) (*Service, jetstream.KeyValue) {
+// connectEmbedded starts an embedded NATS for one test and connects to it in process.
+func connectEmbedded(t *testing.T, name string) *nats.Conn {
 	t.Helper()
 	srv, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsboot.ConnectInProcess(srv, "presence-test")
+	nc, err := natsboot.ConnectInProcess(srv, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	return nc
+}
+
+// newPresenceService runs one messaging service on an embedded NATS, with a sweep that never runs by
+// itself (the tests call sweepNode), and returns it with the RSO_RELAY_NODES bucket.
+func newPresenceService(t *testing.T) (*Service, jetstream.KeyValue) {
+	t.Helper()
+	nc := connectEmbedded(t, "presence-test")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := NewService(ctx, nc, Config{SweepInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

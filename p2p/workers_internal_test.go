@@ -8,24 +8,13 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-
-	"github.com/rso-server/rso/internal/natsboot"
 )
 
 // With every worker busy, a request waits for one up to maxQueueWait and is then refused (unavailable,
 // counted); while the instance stays overloaded the next ones are refused at once; once a worker is free
 // again requests are served. The same holds for the messaging and the friends service.
 func TestOverloadIsRefusedAndCounted(t *testing.T) {
-	srv, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsboot.ConnectInProcess(srv, "workers-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := connectEmbedded(t, "workers-test")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
