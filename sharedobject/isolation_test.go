@@ -3,6 +3,7 @@ package sharedobject_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -195,4 +196,48 @@ func TestStoredInvalidUTF8IsServedRepaired(t *testing.T) {
 	if s.Version != 1 || len(s.Changes) != 2 || string(s.Changes[1].Value) != "\"caf\uFFFD\"" {
 		t.Fatalf("stored entry served as v%d %q", s.Version, codes(s))
 	}
+}
+
+// Server-API requests are worked on by a bounded number of goroutines per node: past the bound they are
+// answered busy at once instead of piling up (a lock request may wait a long time).
+func TestAPIRequestsAreBounded(t *testing.T) {
+	n := startNode(t, startNATS(t, ""), nil)
+	api := sharedobject.NewAPI(n.nc)
+	if _, err := api.Lock(ctxT(t), true, "gate", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Every one of these waits for the lock, holding a handler.
+	const calls = 300
+	replies := make(chan string, calls)
+	for range calls {
+		go func() {
+			m, err := n.nc.Request("rso.api.lock", []byte(`{"obj":"gate","persistent":true}`), 5*time.Second)
+			if err != nil {
+				replies <- "no answer"
+				return
+			}
+			replies <- gjsonCode(m.Data)
+		}()
+	}
+	busy := 0
+	for range calls - 256 {
+		if code := <-replies; code == sharedobject.CodeBusy {
+			busy++
+		} else {
+			t.Fatalf("a request beyond the bound got %q; want busy", code)
+		}
+	}
+	if busy != calls-256 {
+		t.Fatalf("%d busy answers, want %d", busy, calls-256)
+	}
+}
+
+func gjsonCode(reply []byte) string {
+	var r struct {
+		Error *struct{ Code string } `json:"error"`
+	}
+	if json.Unmarshal(reply, &r) != nil || r.Error == nil {
+		return "no error"
+	}
+	return r.Error.Code
 }
