@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -47,9 +48,18 @@ type testNode struct {
 // startNode runs a node on srv; edit may change its config (nil: defaults, short grace).
 func startNode(t testing.TB, srv *server.Server, edit func(*sharedobject.Config)) *testNode {
 	t.Helper()
-	nc, err := natsboot.ConnectInProcess(srv, "test-node")
+	tn, err := tryStartNode(t, srv, edit)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return tn
+}
+
+// tryStartNode is startNode that reports a node that cannot start.
+func tryStartNode(t testing.TB, srv *server.Server, edit func(*sharedobject.Config)) (*testNode, error) {
+	nc, err := natsboot.ConnectInProcess(srv, "test-node")
+	if err != nil {
+		return nil, err
 	}
 	cfg := sharedobject.Config{
 		Auth:      auth.NewVerifier(nil),
@@ -64,12 +74,12 @@ func startNode(t testing.TB, srv *server.Server, edit func(*sharedobject.Config)
 	node, err := sharedobject.NewNode(ctx, nc, cfg)
 	if err != nil {
 		nc.Close()
-		t.Fatalf("NewNode: %v", err)
+		return nil, fmt.Errorf("NewNode: %w", err)
 	}
 	hs := httptest.NewServer(node)
 	tn := &testNode{node: node, nc: nc, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/so"}
 	t.Cleanup(tn.stop)
-	return tn
+	return tn, nil
 }
 
 func (tn *testNode) stop() {

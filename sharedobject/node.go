@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/ids"
 )
@@ -482,9 +484,9 @@ func (n *Node) vanishIfUnused(o *object) {
 	}
 	for k := range lister.Keys() {
 		node := k[len(tok)+1:]
-		if _, err := n.nodes.Get(ctx, node); err == nil {
+		if alive, err := n.nodeAlive(ctx, node); err != nil || alive {
 			lister.Stop()
-			return // in use elsewhere
+			return // in use elsewhere (or it cannot be told: keep the object)
 		}
 		n.interest.Delete(ctx, k) // that node is dead
 	}
@@ -495,6 +497,16 @@ func (n *Node) vanishIfUnused(o *object) {
 		return
 	}
 	n.publishOpts(ctx, o.subject, resetEntry, base, true, resetTTL)
+}
+
+// nodeAlive tells whether a node's heartbeat key is live, read through the bucket's stream leader: a replica
+// that lags could call a live node dead, and the object it uses would be reset under its subscribers.
+func (n *Node) nodeAlive(ctx context.Context, node string) (bool, error) {
+	_, hdrs, found, err := n.leaderGetHeaders(ctx, "KV_"+bucketNodes, map[string]any{"last_by_subj": "$KV." + bucketNodes + "." + node})
+	if err != nil || !found {
+		return false, err
+	}
+	return !strings.Contains(string(hdrs), "KV-Operation"), nil // a delete or purge marker: gone
 }
 
 // dropInterest removes this node's interest keys at shutdown, so other nodes may remove the objects.
@@ -553,70 +565,122 @@ func (n *Node) publishOpts(ctx context.Context, subject string, data []byte, exp
 	return ack.Sequence, nil
 }
 
-// fetch reads the stored entries of one subject from sequence from on, in order, with batched direct gets.
+// fetch reads the stored entries of one subject from sequence from on, in order: with batched direct gets,
+// then, on a replicated stream, from the leader until it has nothing more, so that a replica that lags
+// (direct gets are answered by any replica) cannot hide an acknowledged entry.
 func (n *Node) fetch(ctx context.Context, stream, subject string, from uint64, fn func(seq uint64, data []byte)) error {
 	if n.beforeFetch != nil {
 		n.beforeFetch(subject)
 	}
 	ctx, cancel := n.linked(ctx, 4*natsTimeout)
 	defer cancel()
+	next, err := n.directFetch(ctx, stream, subject, from, fn)
+	if err != nil || n.cfg.Replicas == 1 {
+		return err // a stream of one replica is read from its leader anyway
+	}
+	for {
+		seq, data, found, err := n.leaderGet(ctx, stream, map[string]any{"seq": next, "next_by_subj": subject})
+		if err != nil || !found {
+			return err
+		}
+		fn(seq, data)
+		next = seq + 1
+	}
+}
+
+// directFetch reads with batched direct gets and returns the sequence after the last entry read.
+func (n *Node) directFetch(ctx context.Context, stream, subject string, from uint64, fn func(seq uint64, data []byte)) (uint64, error) {
 	inbox := n.nc.NewRespInbox()
 	sub, err := n.nc.SubscribeSync(inbox)
 	if err != nil {
-		return err
+		return from, err
 	}
 	defer sub.Unsubscribe()
 	const batch = 512
 	for {
 		req, _ := json.Marshal(map[string]any{"next_by_subj": subject, "seq": from, "batch": batch})
 		if err := n.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
-			return err
+			return from, err
 		}
 		more := false
 		for {
 			m, err := sub.NextMsgWithContext(ctx)
 			if err != nil {
-				return fmt.Errorf("reading the log of %s: %w", subject, err)
+				return from, fmt.Errorf("reading the log of %s: %w", subject, err)
 			}
 			switch status := m.Header.Get("Status"); status {
 			case "":
 			case "404":
-				return nil
+				return from, nil
 			case "204": // end of batch
 				pending, _ := parseUint(m.Header.Get("Nats-Num-Pending"))
 				more = pending > 0
 			default:
-				return fmt.Errorf("reading the log of %s: status %s %s", subject, status, m.Header.Get("Description"))
+				return from, fmt.Errorf("reading the log of %s: status %s %s", subject, status, m.Header.Get("Description"))
 			}
 			if m.Header.Get("Status") == "204" {
 				break
 			}
 			seq, err := parseUint(m.Header.Get("Nats-Sequence"))
 			if err != nil {
-				return fmt.Errorf("reading the log of %s: bad sequence header", subject)
+				return from, fmt.Errorf("reading the log of %s: bad sequence header", subject)
 			}
 			fn(seq, m.Data)
 			from = seq + 1
 		}
 		if !more {
-			return nil
+			return from, nil
 		}
 	}
 }
 
-// lastSeq returns the sequence of the last stored entry of a subject (0 when none).
+// lastSeq returns the sequence of the last stored entry of a subject (0 when none), as the stream leader
+// has it: a replica that lags must never make a node think the log was wiped.
 func (n *Node) lastSeq(ctx context.Context, stream, subject string) (uint64, error) {
 	ctx, cancel := n.linked(ctx, natsTimeout)
 	defer cancel()
-	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
-	m, err := n.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, req)
+	seq, _, _, err := n.leaderGet(ctx, stream, map[string]any{"last_by_subj": subject})
+	return seq, err
+}
+
+// leaderGet reads one stored entry through the stream leader ($JS.API.STREAM.MSG.GET). A direct get may be
+// answered by any replica of a replicated stream, from a log that lags; the leader has every acknowledged
+// entry. found is false when there is no such entry.
+func (n *Node) leaderGet(ctx context.Context, stream string, req map[string]any) (seq uint64, data []byte, found bool, err error) {
+	r, found, err := n.leaderMsg(ctx, stream, req)
+	if err != nil || !found {
+		return 0, nil, found, err
+	}
+	if data, err = base64.StdEncoding.DecodeString(r.Get("data").Str); err != nil {
+		return 0, nil, false, fmt.Errorf("reading the log of %s: %w", stream, err)
+	}
+	return r.Get("seq").Uint(), data, true, nil
+}
+
+// leaderGetHeaders is leaderGet for the entry's headers (the raw NATS header block).
+func (n *Node) leaderGetHeaders(ctx context.Context, stream string, req map[string]any) (seq uint64, hdrs []byte, found bool, err error) {
+	r, found, err := n.leaderMsg(ctx, stream, req)
+	if err != nil || !found {
+		return 0, nil, found, err
+	}
+	hdrs, err = base64.StdEncoding.DecodeString(r.Get("hdrs").Str)
+	return r.Get("seq").Uint(), hdrs, true, err
+}
+
+func (n *Node) leaderMsg(ctx context.Context, stream string, req map[string]any) (gjson.Result, bool, error) {
+	body, _ := json.Marshal(req)
+	m, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
 	if err != nil {
-		return 0, err
+		return gjson.Result{}, false, err
 	}
-	if m.Header.Get("Status") == "404" {
-		return 0, nil
+	r := gjson.ParseBytes(m.Data)
+	if e := r.Get("error"); e.Exists() {
+		if e.Get("code").Int() == 404 {
+			return gjson.Result{}, false, nil
+		}
+		return gjson.Result{}, false, fmt.Errorf("reading %s: %s", stream, e.Get("description").Str)
 	}
-	return parseUint(m.Header.Get("Nats-Sequence"))
+	return r.Get("message"), true, nil
 }
 
 // linked bounds ctx by timeout and by the NATS connection: it ends as soon as the connection drops.

@@ -1,0 +1,158 @@
+package sharedobject_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/rso-server/rso/client"
+	"github.com/rso-server/rso/sharedobject"
+)
+
+// Objects on a three-member JetStream cluster with three replicas: every read that a write is judged
+// against, or that a catch-up applies, must agree with the stream leader, although direct gets may be
+// answered by a replica that lags.
+
+// startCluster runs n clustered NATS servers with JetStream in this process, routed over 127.0.0.1.
+func startCluster(t *testing.T, n int) []*server.Server {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	servers := make([]*server.Server, n)
+	for i := range servers {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("m%d", i), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+			JetStream: true, StoreDir: t.TempDir(),
+			Cluster: server.ClusterOpts{Name: "rso-test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:  server.RoutesFromStr(routes[0] + "," + routes[1] + "," + routes[2]),
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		servers[i] = s
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("a cluster member did not start")
+		}
+	}
+	return servers
+}
+
+// startReplicatedNode starts a node with three replicas on srv, retrying while the cluster elects its
+// JetStream leaders.
+func startReplicatedNode(t *testing.T, srv *server.Server) *testNode {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tn, err := tryStartNode(t, srv, func(c *sharedobject.Config) { c.Replicas = 3 })
+		if err == nil {
+			return tn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node on a three-member cluster: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond) // polls until the cluster has elected its JetStream leaders
+	}
+}
+
+func TestCompareAndSetOnThreeReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-member JetStream cluster")
+	}
+	servers := startCluster(t, 3)
+	nodes := []*testNode{startReplicatedNode(t, servers[0]), startReplicatedNode(t, servers[1])}
+	const obj, writers, writesEach = "counter", 4, 150
+	var mu sync.Mutex
+	var killed sync.Once
+	commits, epochs := 0, map[string]bool{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		c := dial(t, nodes[w%2].url+fmt.Sprintf("?user=w%d", w), "")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := 0
+			s, err := c.Subscribe(ctxT(t), obj, true, 0, "")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			version, value := s.Version, counterValue(s)
+			for attempt := 0; attempt < 20*writesEach; attempt++ {
+				if done >= writesEach {
+					return
+				}
+				// A request that is answered unavailable or busy (a member died, leaders are being elected)
+				// is re-sent with the same id, as the protocol says: it is applied at most once.
+				id := fmt.Sprintf("w%d-%d", w, attempt)
+				ans, err := c.UpdateWithID(ctxT(t), id, obj, true, []client.Change{set("n", version, value+1)})
+				for retries := 0; err != nil && retries < 50 && (wireCode(err) == sharedobject.CodeUnavailable || wireCode(err) == sharedobject.CodeBusy); retries++ {
+					ans, err = c.UpdateWithID(ctxT(t), id, obj, true, []client.Change{set("n", version, value+1)})
+				}
+				if err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				mu.Lock()
+				epochs[ans.Epoch] = true
+				mu.Unlock()
+				switch {
+				case len(ans.Changes) == 1 && ans.Changes[0].Code == client.CodeSuccess:
+					mu.Lock()
+					if commits++; commits == writers*writesEach/2 {
+						go killed.Do(func() { servers[2].Shutdown() }) // a member goes, maybe a leader
+					}
+					mu.Unlock()
+					done++
+					version, value = ans.Version, value+1
+				case len(ans.Changes) == 1 && ans.Changes[0].Code == client.CodeReject:
+					// Someone else was first: take the committed value the reject shows, at the answer's version.
+					json.Unmarshal(ans.Changes[0].Value, &value)
+					version = ans.Version
+				default:
+					t.Errorf("writer %d: answer %q", w, codes(ans))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, n := range nodes {
+		c := dial(t, n.url, "")
+		s := sub(t, c, obj, true)
+		if got := counterValue(s); got != commits || len(epochs) != 1 || !epochs[s.Epoch] {
+			t.Fatalf("node %d: counter %d after %d commits (epochs seen %v, now %q)", i, got, commits, epochs, s.Epoch)
+		}
+	}
+}
+
+func counterValue(s *client.Sync) int {
+	for _, ch := range s.Changes {
+		if ch.Name == "n" {
+			var v int
+			json.Unmarshal(ch.Value, &v)
+			return v
+		}
+	}
+	return 0
+}
