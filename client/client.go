@@ -4,6 +4,10 @@
 //
 // Requests that expect an answer (Subscribe, Update, Ping) block until it arrives; everything else the
 // server sends is delivered, in order, on Events.
+//
+// A Conn does not reconnect. With several nodes, DialAny takes the first that answers; a caller that
+// wants failover dials again when Done is closed and resubscribes with the last version and epoch it
+// applied (Replica), which every node of a cluster understands (docs/PROTOCOL.md 1.5).
 package client
 
 import (
@@ -76,6 +80,7 @@ type Options struct {
 // Lock order: mu and wmu are never held together.
 type Conn struct {
 	ws       *websocket.Conn
+	url      string        // as given to Dial
 	hello    Hello         // written by the reader before helloCh is closed, then read-only
 	helloCh  chan struct{} // closed when hello arrived
 	events   chan Event
@@ -97,6 +102,29 @@ type Conn struct {
 type reply struct {
 	sync *Sync
 	err  error
+}
+
+// DialAny dials urls in order, each with Dial and opt (DialTimeout bounds each attempt), and returns the
+// first connection that got its hello: pass the nodes of one cluster, which all serve every object. When
+// none answers, the error joins every attempt's (errors.As finds a *ServerError among them); it stops
+// early when ctx ends. It does not retry or wait between attempts: a caller that loops over DialAny
+// brings its own backoff.
+func DialAny(ctx context.Context, urls []string, opt Options) (*Conn, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("client: DialAny needs at least one URL")
+	}
+	errs := make([]error, 0, len(urls))
+	for _, url := range urls {
+		c, err := Dial(ctx, url, opt)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("client: no server answered (%d of %d tried): %w", len(errs), len(urls), errors.Join(errs...))
 }
 
 // Dial connects to url (like ws://127.0.0.1:8080/so) and waits for the server's hello.
@@ -130,6 +158,7 @@ func Dial(ctx context.Context, url string, opt Options) (*Conn, error) {
 	_, _ = rand.Read(prefix) // never fails (crypto/rand)
 	c := &Conn{
 		ws:       ws,
+		url:      url,
 		helloCh:  make(chan struct{}),
 		events:   make(chan Event, opt.FrameBuffer),
 		idPrefix: base64.RawURLEncoding.EncodeToString(prefix) + "-",
@@ -162,6 +191,9 @@ func dialError(url string, resp *http.Response, err error) error {
 	}
 	return fmt.Errorf("client: dial %s: HTTP %d %q: %w", url, resp.StatusCode, body, err)
 }
+
+// URL returns the URL this connection was dialed with (as given, without the token).
+func (c *Conn) URL() string { return c.url }
 
 // Hello returns the server's hello frame.
 func (c *Conn) Hello() Hello { return c.hello }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -159,6 +160,90 @@ func TestDialFails(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("no hello: err = %v, want DeadlineExceeded", err)
 	}
+}
+
+// closedURL is a WebSocket URL on a loopback port nothing listens on: dialing it is refused at once.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "ws://" + addr + "/so"
+}
+
+func TestDialAny(t *testing.T) {
+	closed := closedURL(t)
+	p := newPeer(t, testHello)
+	c, err := DialAny(testCtx(t), []string{closed, p.url}, Options{})
+	if err != nil {
+		t.Fatalf("DialAny: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ws := <-p.conns
+	t.Cleanup(func() { ws.Close() })
+	if c.URL() != p.url || c.Hello().Session != "s1" {
+		t.Errorf("connected to %s (hello %+v), want %s", c.URL(), c.Hello(), p.url)
+	}
+	// The connection works: it is the server's.
+	res := async(func() (struct{}, error) { return struct{}{}, c.Ping(testCtx(t)) })
+	send(t, ws, `{"op":"pong","id":"`+recv(t, ws).Get("id").Str+`"}`)
+	if _, err := res(); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+
+	// The first URL that answers wins: the second one is not dialed.
+	second := newPeer(t, testHello)
+	c2, err := DialAny(testCtx(t), []string{p.url, second.url}, Options{})
+	if err != nil {
+		t.Fatalf("DialAny: %v", err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	ws2 := <-p.conns
+	t.Cleanup(func() { ws2.Close() })
+	select {
+	case <-second.conns:
+		t.Error("the second URL was dialed although the first answered")
+	default:
+	}
+}
+
+func TestDialAnyFails(t *testing.T) {
+	if _, err := DialAny(testCtx(t), nil, Options{}); err == nil {
+		t.Error("DialAny with no URLs succeeded")
+	}
+
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"code":"unauthorized","message":"bad token"}`))
+	}))
+	defer refuse.Close()
+	closed, unauthorized := closedURL(t), "ws"+strings.TrimPrefix(refuse.URL, "http")
+	_, err := DialAny(testCtx(t), []string{closed, unauthorized}, Options{})
+	var se *ServerError
+	if !errors.As(err, &se) || se.Code != ErrCodeUnauthorized {
+		t.Errorf("err = %v, want it to wrap the 401's *ServerError", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), closed) || !strings.Contains(err.Error(), "2 of 2 tried") {
+		t.Errorf("err = %v, want every attempt named", err)
+	}
+
+	// An ended context stops the attempts: the server after the silent one is not dialed.
+	silent, after := newPeer(t, ""), newPeer(t, testHello)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = DialAny(ctx, []string{silent.url, after.url}, Options{})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "1 of 2 tried") {
+		t.Errorf("err = %v, want DeadlineExceeded after one attempt", err)
+	}
+	select {
+	case <-after.conns:
+		t.Error("dialed on after the context ended")
+	default:
+	}
+	(<-silent.conns).Close()
 }
 
 func TestUpdate(t *testing.T) {

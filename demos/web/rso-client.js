@@ -225,12 +225,23 @@ var Connection = class {
   #status = "idle";
   #everConnected = false;
   #attempt = 0;
+  /** The index in urls of the server for the next attempt. */
+  #nextURL = 0;
+  /** The server of the current or last attempt. */
+  #url;
+  /** Attempts in a row that failed before their socket opened, all with the token #unopenedToken. */
+  #unopened = 0;
+  #unopenedToken;
   #hello;
   constructor(config) {
     this.#c = config;
   }
   get status() {
     return this.#status;
+  }
+  /** The server (one of the config's urls) of the current or last attempt; undefined before the first. */
+  get url() {
+    return this.#url;
   }
   /** The hello of the current or last connection. */
   get hello() {
@@ -258,6 +269,7 @@ var Connection = class {
       case "idle":
       case "stopped":
         this.#attempt = 0;
+        this.#unopened = 0;
         this.#everConnected = false;
         this.#open();
     }
@@ -286,17 +298,23 @@ var Connection = class {
     if (Ctor === void 0) {
       return this.#stop(new RsoError(ClientErrorCode.NoWebSocket, 'no WebSocket: pass options.WebSocket (in Node: import { WebSocket } from "ws")'));
     }
+    const urls = this.#c.urls;
+    const url = urls[this.#nextURL];
+    this.#nextURL = (this.#nextURL + 1) % urls.length;
+    this.#url = url;
     let ws;
     try {
-      ws = new Ctor(this.#c.socketURL());
+      ws = new Ctor(this.#c.socketURL(url));
     } catch (err) {
-      return this.#stop(new ConnectionError(ClientErrorCode.BadUrl, `cannot open ${this.#c.name}`, { cause: err }));
+      return this.#stop(new ConnectionError(ClientErrorCode.BadUrl, `cannot open ${this.#c.name} on ${JSON.stringify(url)}`, { cause: err }));
     }
     const conn = { ws, opened: false, hello: void 0, lastError: void 0, timers: /* @__PURE__ */ new Set(), pongTimer: void 0, outbox: [] };
     this.#state = { kind: "connecting", conn };
     const live = () => this.#conn() === conn;
     ws.onopen = () => {
-      if (live()) conn.opened = true;
+      if (!live()) return;
+      conn.opened = true;
+      this.#unopened = 0;
     };
     ws.onerror = (ev) => {
       if (live()) conn.lastError = ev;
@@ -350,17 +368,24 @@ var Connection = class {
   /**
    * The socket never opened. Node's `ws` says why ("Unexpected server response: 401", "connect
    * ECONNREFUSED"); browsers do not, and §1.1 says to treat a failed first connect after a token change as
-   * a refused token.
+   * a refused token. With several servers, one that is down looks the same to a browser: the token is
+   * taken as refused only once every server failed in a row with it.
    */
   #afterRefusal(conn) {
     const cred = this.#c.credentials;
+    if (cred.token !== this.#unopenedToken) {
+      this.#unopenedToken = cred.token;
+      this.#unopened = 0;
+    }
+    this.#unopened++;
     const message = conn.lastError?.message;
     const known = typeof message === "string" && message !== "";
-    const refused = known ? /\b401\b/.test(message) : cred.token !== void 0 && !cred.worked;
+    const everyServer = this.#unopened >= this.#c.urls.length;
+    const refused = known ? /\b401\b/.test(message) : cred.token !== void 0 && !cred.worked && everyServer;
     if (!refused) return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
     const error = new ConnectionError(
       ErrorCode.Unauthorized,
-      known ? `the server refused the token: ${message}` : "could not connect, and the token was never accepted: it may be refused",
+      known ? `the server refused the token: ${message}` : this.#c.urls.length > 1 ? "could not connect to any server, and the token was never accepted: it may be refused" : "could not connect, and the token was never accepted: it may be refused",
       { closeCode: CloseCode.Abnormal, cause: conn.lastError?.error }
     );
     if (cred.getToken === void 0 || known && cred.fresh) return { kind: "stop", error };
@@ -943,6 +968,7 @@ var Relay = class {
     this.#gapWaitMs = cfg.options.gapWaitMs ?? 250;
     this.#conn = new Connection({
       name: "/relay",
+      urls: cfg.urls,
       WebSocket: cfg.WebSocket,
       credentials: cfg.credentials,
       backoff: cfg.backoff,
@@ -989,6 +1015,9 @@ var Relay = class {
     return {
       get status() {
         return r.#conn.status;
+      },
+      get url() {
+        return r.#conn.url ?? r.#cfg.urls[0];
       },
       get user() {
         return r.#conn.hello?.user;
@@ -1908,7 +1937,8 @@ var RemoteObjectImpl = class {
 
 // src/client.ts
 var RsoClient = class {
-  url;
+  /** The servers, as given to the constructor (a single URL is a list of one). */
+  urls;
   #events = new EventSource();
   #credentials;
   #idPrefix = randomString(8) + "-";
@@ -1919,11 +1949,17 @@ var RsoClient = class {
   #counter = 0;
   /**
    * `url` is the server, like "ws://127.0.0.1:8080" (the SDK appends /so and /relay), or the full ".../so"
-   * URL. Nothing happens until `connect()`, the first `so.connect()`, or the first use of `chat`,
-   * `presence` or `friends` (which open the /relay socket).
+   * URL; or a list of them, the nodes of one cluster, for failover: each socket tries one per attempt, in
+   * turn (the first one first), and moves on to the next after a failed attempt or a lost connection.
+   * Nothing happens until `connect()`, the first `so.connect()`, or the first use of `chat`, `presence` or
+   * `friends` (which open the /relay socket).
    */
   constructor(url, options = {}) {
-    this.url = url;
+    const urls = typeof url === "string" ? [url] : [...url];
+    if (urls.length === 0 || urls.some((u) => typeof u !== "string")) {
+      throw new RsoError(ClientErrorCode.BadUrl, "RsoClient needs a server URL, or a non-empty list of them");
+    }
+    this.urls = Object.freeze(urls);
     this.#credentials = new Credentials(options.token, options.getToken);
     const backoff = { ...defaultBackoff, ...options.backoff };
     const timing = { ...defaultTiming, ...options.timing };
@@ -1931,12 +1967,13 @@ var RsoClient = class {
     const user = options.user;
     this.#so = new Connection({
       name: "/so",
+      urls: this.urls,
       WebSocket: options.WebSocket,
       credentials: this.#credentials,
       backoff,
       timing,
       random,
-      socketURL: () => socketURL(url, "/so", { token: this.#credentials.token, user }),
+      socketURL: (server) => socketURL(server, "/so", { token: this.#credentials.token, user }),
       parse: parseMessage,
       asHello: (f) => f.op === "hello" ? f : void 0,
       maxFrameBytes: (h) => h.limits.maxFrameBytes,
@@ -1955,12 +1992,13 @@ var RsoClient = class {
       onError: (error) => this.#events.emit("error", error)
     });
     this.#relay = new Relay({
+      urls: this.urls,
       WebSocket: options.WebSocket,
       credentials: this.#credentials,
       backoff,
       timing,
       random,
-      socketURL: () => socketURL(url, "/relay", { token: this.#credentials.token, user, device: options.device }),
+      socketURL: (server) => socketURL(server, "/relay", { token: this.#credentials.token, user, device: options.device }),
       nextId: () => this.#nextId(),
       options
     });
@@ -1968,6 +2006,13 @@ var RsoClient = class {
   }
   on(event, listener) {
     return this.#events.on(event, listener);
+  }
+  /**
+   * The server (one of `urls`) the /so socket is connected to, or trying; the first one before it was
+   * opened. The relay's is `chat.url`.
+   */
+  get url() {
+    return this.#so.url ?? this.urls[0];
   }
   /** Status of the /so socket (the relay's is `chat.status`). */
   get status() {

@@ -52,7 +52,8 @@ export interface RsoClientOptions extends RelayOptions {
 }
 
 export class RsoClient {
-  readonly url: string;
+  /** The servers, as given to the constructor (a single URL is a list of one). */
+  readonly urls: readonly string[];
   readonly #events = new EventSource<RsoClientEvents>();
   readonly #credentials: Credentials;
   readonly #idPrefix = randomString(8) + "-";
@@ -64,11 +65,17 @@ export class RsoClient {
 
   /**
    * `url` is the server, like "ws://127.0.0.1:8080" (the SDK appends /so and /relay), or the full ".../so"
-   * URL. Nothing happens until `connect()`, the first `so.connect()`, or the first use of `chat`,
-   * `presence` or `friends` (which open the /relay socket).
+   * URL; or a list of them, the nodes of one cluster, for failover: each socket tries one per attempt, in
+   * turn (the first one first), and moves on to the next after a failed attempt or a lost connection.
+   * Nothing happens until `connect()`, the first `so.connect()`, or the first use of `chat`, `presence` or
+   * `friends` (which open the /relay socket).
    */
-  constructor(url: string, options: RsoClientOptions = {}) {
-    this.url = url;
+  constructor(url: string | readonly string[], options: RsoClientOptions = {}) {
+    const urls = typeof url === "string" ? [url] : [...url];
+    if (urls.length === 0 || urls.some((u) => typeof u !== "string")) {
+      throw new RsoError(ClientErrorCode.BadUrl, "RsoClient needs a server URL, or a non-empty list of them");
+    }
+    this.urls = Object.freeze(urls);
     this.#credentials = new Credentials(options.token, options.getToken);
     const backoff = { ...defaultBackoff, ...options.backoff };
     const timing = { ...defaultTiming, ...options.timing };
@@ -76,12 +83,13 @@ export class RsoClient {
     const user = options.user;
     this.#so = new Connection<ServerFrame, HelloFrame>({
       name: "/so",
+      urls: this.urls,
       WebSocket: options.WebSocket,
       credentials: this.#credentials,
       backoff,
       timing,
       random,
-      socketURL: () => socketURL(url, "/so", { token: this.#credentials.token, user }),
+      socketURL: (server) => socketURL(server, "/so", { token: this.#credentials.token, user }),
       parse: parseMessage,
       asHello: (f) => (f.op === "hello" ? f : undefined),
       maxFrameBytes: (h) => h.limits.maxFrameBytes,
@@ -100,12 +108,13 @@ export class RsoClient {
       onError: (error) => this.#events.emit("error", error),
     });
     this.#relay = new Relay({
+      urls: this.urls,
       WebSocket: options.WebSocket,
       credentials: this.#credentials,
       backoff,
       timing,
       random,
-      socketURL: () => socketURL(url, "/relay", { token: this.#credentials.token, user, device: options.device }),
+      socketURL: (server) => socketURL(server, "/relay", { token: this.#credentials.token, user, device: options.device }),
       nextId: () => this.#nextId(),
       options,
     });
@@ -114,6 +123,14 @@ export class RsoClient {
 
   on<K extends keyof RsoClientEvents>(event: K, listener: Listener<RsoClientEvents[K]>): Unsubscribe {
     return this.#events.on(event, listener);
+  }
+
+  /**
+   * The server (one of `urls`) the /so socket is connected to, or trying; the first one before it was
+   * opened. The relay's is `chat.url`.
+   */
+  get url(): string {
+    return this.#so.url ?? this.urls[0]!;
   }
 
   /** Status of the /so socket (the relay's is `chat.status`). */

@@ -1,6 +1,7 @@
 // One reconnecting WebSocket: the state machine shared by the shared-object socket (/so, docs/PROTOCOL.md §1)
-// and the private-chat socket (/relay, §3). It connects, reconnects with jittered backoff, keeps the
-// connection alive with application pings, and hands every frame after `hello` to its owner.
+// and the private-chat socket (/relay, §3). It connects, reconnects with jittered backoff, rotating through
+// the servers it was given (one per attempt), keeps the connection alive with application pings, and hands
+// every frame after `hello` to its owner.
 import { ClientErrorCode, CloseCode, ErrorCode, clientDropCloseCode, closeAction, type CloseAction } from "./codes.js";
 import { ConnectionError, ProtocolError, RsoError } from "./errors.js";
 import {
@@ -99,17 +100,23 @@ export interface HelloLike extends FrameLike {
   user: string;
 }
 
-/** What the owner of a connection provides: the URL, the parser, and where events go. */
+/** What the owner of a connection provides: the servers, the parser, and where events go. */
 export interface ConnectionConfig<F extends FrameLike, H extends F & HelloLike> {
   /** For messages: "/so" or "/relay". */
   readonly name: string;
+  /**
+   * The servers (at least one), as the application gave them. Each attempt takes the one after the
+   * previous attempt's, wrapping around: the first attempt the first one, and after a failed attempt or a
+   * lost connection the next. Nothing else of a connection depends on which server it reached.
+   */
+  readonly urls: readonly string[];
   readonly WebSocket: WebSocketConstructor | undefined;
   readonly credentials: Credentials;
   readonly backoff: Readonly<BackoffOptions>;
   readonly timing: Readonly<Timing>;
   readonly random: () => number;
-  /** The URL of the next attempt (with the current token). Throws for a bad URL. */
-  socketURL(): string;
+  /** The socket URL for server `url`, one of `urls` (with the current token). Throws for a bad URL. */
+  socketURL(url: string): string;
   /** Splits and parses one WebSocket message; throws an RsoError for a malformed one. */
   parse(data: string): F[];
   /** The frame as a hello, or undefined when it is not one. */
@@ -165,6 +172,13 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
   #status: Status = "idle";
   #everConnected = false;
   #attempt = 0;
+  /** The index in urls of the server for the next attempt. */
+  #nextURL = 0;
+  /** The server of the current or last attempt. */
+  #url: string | undefined;
+  /** Attempts in a row that failed before their socket opened, all with the token #unopenedToken. */
+  #unopened = 0;
+  #unopenedToken: string | undefined;
   #hello: H | undefined;
 
   constructor(config: ConnectionConfig<F, H>) {
@@ -173,6 +187,11 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
 
   get status(): Status {
     return this.#status;
+  }
+
+  /** The server (one of the config's urls) of the current or last attempt; undefined before the first. */
+  get url(): string | undefined {
+    return this.#url;
   }
 
   /** The hello of the current or last connection. */
@@ -205,6 +224,7 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
       case "idle":
       case "stopped":
         this.#attempt = 0;
+        this.#unopened = 0;
         this.#everConnected = false;
         this.#open();
     }
@@ -238,17 +258,24 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
     if (Ctor === undefined) {
       return this.#stop(new RsoError(ClientErrorCode.NoWebSocket, "no WebSocket: pass options.WebSocket (in Node: import { WebSocket } from \"ws\")"));
     }
+    // One server per attempt, in turn: a failed attempt or a lost connection moves on to the next.
+    const urls = this.#c.urls;
+    const url = urls[this.#nextURL]!;
+    this.#nextURL = (this.#nextURL + 1) % urls.length;
+    this.#url = url;
     let ws: WebSocketLike;
     try {
-      ws = new Ctor(this.#c.socketURL());
+      ws = new Ctor(this.#c.socketURL(url));
     } catch (err) {
-      return this.#stop(new ConnectionError(ClientErrorCode.BadUrl, `cannot open ${this.#c.name}`, { cause: err }));
+      return this.#stop(new ConnectionError(ClientErrorCode.BadUrl, `cannot open ${this.#c.name} on ${JSON.stringify(url)}`, { cause: err }));
     }
     const conn: Conn<H> = { ws, opened: false, hello: undefined, lastError: undefined, timers: new Set(), pongTimer: undefined, outbox: [] };
     this.#state = { kind: "connecting", conn };
     const live = (): boolean => this.#conn() === conn;
     ws.onopen = () => {
-      if (live()) conn.opened = true;
+      if (!live()) return;
+      conn.opened = true;
+      this.#unopened = 0;
     };
     ws.onerror = (ev: ErrorEventLike) => {
       if (live()) conn.lastError = ev;
@@ -305,17 +332,28 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
   /**
    * The socket never opened. Node's `ws` says why ("Unexpected server response: 401", "connect
    * ECONNREFUSED"); browsers do not, and §1.1 says to treat a failed first connect after a token change as
-   * a refused token.
+   * a refused token. With several servers, one that is down looks the same to a browser: the token is
+   * taken as refused only once every server failed in a row with it.
    */
   #afterRefusal(conn: Conn<H>): Next {
     const cred = this.#c.credentials;
+    if (cred.token !== this.#unopenedToken) {
+      this.#unopenedToken = cred.token;
+      this.#unopened = 0;
+    }
+    this.#unopened++;
     const message = conn.lastError?.message;
     const known = typeof message === "string" && message !== "";
-    const refused = known ? /\b401\b/.test(message) : cred.token !== undefined && !cred.worked;
+    const everyServer = this.#unopened >= this.#c.urls.length;
+    const refused = known ? /\b401\b/.test(message) : cred.token !== undefined && !cred.worked && everyServer;
     if (!refused) return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
     const error = new ConnectionError(
       ErrorCode.Unauthorized,
-      known ? `the server refused the token: ${message}` : "could not connect, and the token was never accepted: it may be refused",
+      known
+        ? `the server refused the token: ${message}`
+        : this.#c.urls.length > 1
+          ? "could not connect to any server, and the token was never accepted: it may be refused"
+          : "could not connect, and the token was never accepted: it may be refused",
       { closeCode: CloseCode.Abnormal, cause: conn.lastError?.error },
     );
     // A token fresh from getToken that is refused too: stop rather than loop.

@@ -135,6 +135,8 @@ export interface FriendsEvents {
 export interface Chat {
   /** Status of the /relay socket. */
   readonly status: Status;
+  /** The server (one of the client's `urls`) the /relay socket is connected to, or trying; the first one before it was opened. */
+  readonly url: string;
   /** Your user id and device, from the relay's hello. */
   readonly user: string | undefined;
   readonly device: string | undefined;
@@ -193,12 +195,14 @@ export interface RelayOptions {
 }
 
 export interface RelayConfig {
+  /** The servers, tried in turn (ConnectionConfig.urls). */
+  urls: readonly string[];
   WebSocket: WebSocketConstructor | undefined;
   credentials: Credentials;
   backoff: Readonly<BackoffOptions>;
   timing: Readonly<Timing>;
   random: () => number;
-  socketURL(): string;
+  socketURL(url: string): string;
   nextId(): string;
   options: RelayOptions;
 }
@@ -280,6 +284,7 @@ export class Relay {
     this.#gapWaitMs = cfg.options.gapWaitMs ?? 250;
     this.#conn = new Connection<RelayFrame, RelayHelloFrame>({
       name: "/relay",
+      urls: cfg.urls,
       WebSocket: cfg.WebSocket,
       credentials: cfg.credentials,
       backoff: cfg.backoff,
@@ -332,6 +337,9 @@ export class Relay {
     return {
       get status() {
         return r.#conn.status;
+      },
+      get url() {
+        return r.#conn.url ?? r.#cfg.urls[0]!;
       },
       get user() {
         return r.#conn.hello?.user;

@@ -108,7 +108,7 @@ export function closeClients(): void {
   for (const c of open.splice(0)) c.close();
 }
 
-export function harness(options: RsoClientOptions = {}, url = "ws://rso.test"): Harness {
+export function harness(options: RsoClientOptions = {}, url: string | readonly string[] = "ws://rso.test"): Harness {
   const sockets: FakeSocket[] = [];
   class Socket extends FakeSocket {
     constructor(url: string) {

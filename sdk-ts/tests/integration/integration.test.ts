@@ -1,5 +1,5 @@
 // The SDK against the real rso server (built from this checkout): convergence, conflicts, messages,
-// restarts, retries with the same id, and tokens.
+// restarts, retries with the same id, failover across several URLs, and tokens.
 import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -15,7 +15,7 @@ import {
   type SyncChange,
   type WebSocketLike,
 } from "../../src/index.js";
-import { RsoServer, waitFor } from "./server.js";
+import { freePort, RsoServer, waitFor } from "./server.js";
 
 const clients: RsoClient[] = [];
 
@@ -269,6 +269,44 @@ describe("server restart (SIGTERM, then the same port and data)", () => {
     await waitFor("bob to resume", () => b.subscribed && b.version === a.version, 30_000);
     const t = await truth(server, name);
     assert.deepEqual(t, { data: { x: "bob" }, version: 2 });
+    assert.deepEqual(plain(a), t.data);
+    assert.deepEqual(plain(b), t.data);
+  });
+
+  test("several URLs, the first a closed port: both sockets fail over to the server, and after a restart cycle back to it and resume", async () => {
+    const closed = `ws://127.0.0.1:${await freePort()}`; // nothing listens there: ECONNREFUSED
+    const alice = new RsoClient([closed, server.url], { WebSocket, user: "alice", backoff: { baseMs: 50, maxMs: 200 } });
+    clients.push(alice);
+    const statuses: Array<[Status, string | undefined]> = [];
+    alice.on("status", (s, reason) => statuses.push([s, reason?.code]));
+    const name = unique("failover");
+    const a = alice.getRemote(name, { persistent: true });
+    await a.connect();
+    assert.deepEqual(statuses.slice(0, 3), [
+      ["connecting", undefined],
+      ["reconnecting", "connection_lost"],
+      ["connected", undefined],
+    ], "the closed port first, then the server");
+    assert.equal(alice.url, server.url);
+    await alice.friends.list(); // the relay socket fails over on its own
+    assert.equal(alice.chat.url, server.url);
+    a.setProperty("x", 1);
+    await settled(a);
+    const before = a.version;
+
+    const b = connect(server, { user: "bob" }).getRemote(name, { persistent: true });
+    await b.connect();
+    await server.stop("SIGTERM");
+    await waitFor("alice to notice", () => alice.status === "reconnecting" && alice.chat.status === "reconnecting");
+    a.setProperty("x", 2); // while every URL is down
+    await server.restart();
+    await waitFor("alice to resume", () => alice.status === "connected" && a.subscribed && !a.pending, 30_000);
+    await waitFor("alice's relay to resume", () => alice.chat.status === "connected", 30_000);
+    assert.equal(alice.url, server.url);
+    assert.ok(statuses.filter(([s]) => s === "connected").length >= 2);
+    await waitFor("bob to see it", () => b.subscribed && b.version === a.version, 30_000);
+    const t = await truth(server, name);
+    assert.deepEqual(t, { data: { x: 2 }, version: before + 1 });
     assert.deepEqual(plain(a), t.data);
     assert.deepEqual(plain(b), t.data);
   });

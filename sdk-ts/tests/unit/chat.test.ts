@@ -80,6 +80,37 @@ describe("the relay socket", () => {
     assert.equal(so.searchParams.get("device"), null);
   });
 
+  test("with several servers the relay rotates on its own; the login on the next server asks for what this client has", async () => {
+    const h = harness({ user: "alice" }, ["ws://n1.test", "ws://n2.test:8080"]);
+    h.client.chat.on("message", () => {});
+    const first = relaySocket(h);
+    assert.equal(first.url, "ws://n1.test/relay?user=alice");
+    assert.equal(h.client.chat.url, "ws://n1.test");
+    acceptRelay(first);
+    await answerLogin(first, {
+      friends: { friends: ["bob"], hash: "H1" },
+      convs: [{ peer: "bob", last: 3, delivered: 1, read: 1, peer_delivered: 0, peer_read: 0, messages: [msg(2, "bob", "alice"), msg(3, "bob", "alice")], more: false }],
+    });
+    first.serverClose(1012, "server restarting; reconnect");
+    await advance(250);
+    const second = relaySocket(h);
+    assert.equal(second.url, "ws://n2.test:8080/relay?user=alice");
+    assert.equal(h.client.chat.url, "ws://n2.test:8080");
+    assert.equal(h.client.status, "idle", "the relay's failover does not open /so");
+    acceptRelay(second);
+    const again = await answerLogin(second);
+    assert.equal(again.friends.hash, "H1");
+    assert.deepEqual(again.sync.after, { bob: 3 }, "nothing node-specific: the same after as on the first server");
+
+    // A lost connection and a failed attempt both move on: n1, then n2 again.
+    second.serverClose(1006);
+    await advance(10_000);
+    assert.equal(new URL(relaySocket(h).url).host, "n1.test");
+    relaySocket(h).fail("connect ECONNREFUSED");
+    await advance(10_000);
+    assert.equal(new URL(relaySocket(h).url).host, "n2.test:8080");
+  });
+
   test("the login sequence runs after every hello: friends with the cached hash, sync with what this client has", async () => {
     const { h, sock, friends, sync } = await loggedIn({}, {
       friends: { friends: ["bob"], hash: "H1" },

@@ -1,4 +1,5 @@
-// The connection state machine with fake timers: backoff, close codes, resubscribe and re-send, pings.
+// The connection state machine with fake timers: backoff, close codes, resubscribe and re-send, failover
+// across several servers, pings.
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, mock, test } from "node:test";
 import { backoffDelay, ConnectionError, defaultBackoff, RsoError, type RsoClientOptions, type Status } from "../../src/index.js";
@@ -320,6 +321,154 @@ describe("resuming after a reconnect", () => {
     sock.serverClose(1000);
     assert.equal(so.data["a"], 1);
     assert.equal(h.client.status, "reconnecting");
+  });
+});
+
+describe("several servers", () => {
+  const nodes = ["ws://n1.test", "ws://n2.test:8080", "wss://n3.test/base/so"];
+  /** The server a socket was opened to: its URL without path and query. */
+  const server = (url: string) => new URL(url).host;
+
+  test("each attempt takes the next server in turn, on the jittered backoff", async () => {
+    const h = harness({ random: () => 0.5 }, nodes);
+    const seen = statuses(h);
+    h.client.connect();
+    assert.equal(h.socket().url, "ws://n1.test/so");
+    // The socket URL of each server, and the delay before each attempt (random 0.5: half the ceiling).
+    const socketURLs = ["ws://n1.test/so", "ws://n2.test:8080/so", "wss://n3.test/base/so"];
+    const expected: Array<[delay: number, node: number]> = [
+      [125, 1],
+      [250, 2],
+      [500, 0],
+      [1000, 1],
+    ];
+    for (const [delay, node] of expected) {
+      const before = h.sockets.length;
+      h.socket().fail("connect ECONNREFUSED");
+      await advance(delay - 1);
+      assert.equal(h.sockets.length, before, `no attempt before ${delay} ms`);
+      await advance(1);
+      assert.equal(h.sockets.length, before + 1, `an attempt after ${delay} ms`);
+      assert.equal(h.socket().url, socketURLs[node]);
+      assert.equal(h.client.url, nodes[node]);
+    }
+    assert.deepEqual(seen, [
+      ["connecting", undefined],
+      ["reconnecting", "connection_lost"],
+    ]);
+  });
+
+  test("a good connection stays on its server; after it is lost the next server is tried, the backoff starting over", async () => {
+    const h = harness({ random: () => 0.5 }, nodes);
+    h.client.connect();
+    h.socket().fail("connect ECONNREFUSED");
+    await advance(125);
+    const good = h.socket();
+    assert.equal(server(good.url), "n2.test:8080");
+    good.accept();
+    await advance(10_000); // stable: the backoff is reset
+    assert.equal(h.sockets.length, 2, "no other server is tried while connected");
+    assert.equal(h.client.url, nodes[1]);
+    good.serverClose(1006);
+    await advance(124);
+    assert.equal(h.sockets.length, 2);
+    await advance(1);
+    assert.equal(server(h.socket().url), "n3.test", "the next server, after the first delay");
+    h.socket().accept();
+    h.socket().serverClose(1012);
+    await advance(250);
+    assert.equal(server(h.socket().url), "n1.test", "wraps around");
+  });
+
+  test("an object resubscribes on the next server with its last version and epoch, and re-sends its batch with the same id", async () => {
+    const h = harness({}, nodes);
+    const { so, sock } = await subscribed(h, "room", { version: 7, epoch: "k2", slots: { a: 0 } });
+    assert.equal(server(sock.url), "n1.test");
+    so.setProperty("a", 1);
+    await tick();
+    const inflight = sock.takeOne("update");
+    sock.serverClose(1012, "server restarting; reconnect");
+    await advance(250);
+    const next = h.socket();
+    assert.equal(server(next.url), "n2.test:8080");
+    next.accept();
+    await tick();
+    const sub = next.takeOne("sub");
+    assert.deepEqual([sub["obj"], sub["persistent"], sub["version"], sub["epoch"]], ["room", true, 7, "k2"]);
+    next.receive(sync("room", 8, [{ code: "change", name: "z", value: 1 }], { id: sub["id"], epoch: "k2" }));
+    await tick();
+    const resent = next.takeOne("update");
+    assert.equal(resent["id"], inflight["id"]);
+    assert.deepEqual(resent["changes"], inflight["changes"]);
+    next.receive(sync("room", 9, [{ code: "success", name: "a" }], { id: inflight["id"], epoch: "k2" }));
+    assert.deepEqual({ ...so.data }, { a: 1, z: 1 });
+    assert.equal(so.version, 9);
+    assert.equal(so.pending, false);
+  });
+
+  test("browser-style failures: a token that never worked counts as refused only after every server failed", async () => {
+    const h = harness({ token: "t", random: () => 0.5 }, nodes);
+    const errors: RsoError[] = [];
+    h.client.on("error", (e) => errors.push(e));
+    h.client.connect();
+    h.socket().fail();
+    await advance(125);
+    h.socket().fail();
+    await advance(250);
+    assert.equal(h.sockets.length, 3);
+    assert.equal(h.client.status, "reconnecting");
+    h.socket().fail();
+    assert.equal(h.client.status, "closed");
+    assert.equal(errors[0]?.code, "unauthorized");
+    assert.match(errors[0]!.message, /any server/);
+    await advance(60_000);
+    assert.equal(h.sockets.length, 3);
+
+    // One server reachable in between: the count starts over.
+    const m = harness({ token: "t", random: () => 0.5 }, nodes.slice(0, 2));
+    m.client.connect();
+    m.socket().fail();
+    await advance(125);
+    m.socket().readyState = 1;
+    m.socket().onopen?.({});
+    m.socket().serverClose(1006); // opened, then lost before hello
+    await advance(250);
+    m.socket().fail();
+    await advance(500);
+    assert.equal(m.client.status, "reconnecting", "one failure in a row since the last socket that opened");
+    assert.equal(m.sockets.length, 4);
+  });
+
+  test("a 401 (as Node's ws reports it) stops at once, whatever the other servers", async () => {
+    const h = harness({ token: "bad" }, nodes);
+    h.client.connect();
+    h.socket().fail("Unexpected server response: 401");
+    await advance(60_000);
+    assert.equal(h.client.status, "closed");
+    assert.equal(h.sockets.length, 1);
+  });
+
+  test("urls: a single URL is a list of one; an empty list is refused", () => {
+    const one = harness({}, "ws://solo.test");
+    assert.deepEqual(one.client.urls, ["ws://solo.test"]);
+    assert.equal(one.client.url, "ws://solo.test");
+    const list = harness({}, nodes);
+    assert.deepEqual(list.client.urls, nodes);
+    assert.ok(Object.isFrozen(list.client.urls));
+    assert.equal(list.client.url, nodes[0], "the first one before any attempt");
+    assert.throws(() => harness({}, []), (e: unknown) => e instanceof RsoError && e.code === "bad_url");
+  });
+
+  test("a bad URL in the list stops the client when its turn comes, naming it", async () => {
+    const h = harness({}, ["ws://n1.test", "not a url"]);
+    const errors: RsoError[] = [];
+    h.client.on("error", (e) => errors.push(e));
+    h.client.connect();
+    h.socket().fail("connect ECONNREFUSED");
+    await advance(60_000);
+    assert.equal(h.client.status, "closed");
+    assert.equal(errors[0]?.code, "bad_url");
+    assert.match(errors[0]!.message, /"not a url"/);
   });
 });
 
