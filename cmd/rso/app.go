@@ -27,8 +27,12 @@ import (
 )
 
 const (
-	// jetStreamWait bounds how long startup waits for JetStream to answer (a cluster may be electing).
-	jetStreamWait = 15 * time.Second
+	// progressEvery is how often startup repeats what it is waiting for while nothing changes.
+	progressEvery = 5 * time.Second
+	// firstWait bounds how long a cluster member waits for the first node to start (see awaitFirst);
+	// firstPoll is how often it asks.
+	firstWait = 15 * time.Second
+	firstPoll = 200 * time.Millisecond
 	// httpShutdownWait and nodeShutdownWait bound the two graceful steps of Close; drainWait bounds
 	// flushing the NATS connection. A second SIGINT/SIGTERM ends the process sooner.
 	httpShutdownWait = 10 * time.Second
@@ -104,7 +108,8 @@ type Main struct {
 	relay    *relay.Server
 	tcpLn    net.Listener // nil without -relay-tcp
 
-	stopDemos func() // nil unless the demo hooks run
+	stopDemos func()             // nil unless the demo hooks run
+	started   *nats.Subscription // answers startedSubject once everything runs
 
 	serveDone chan struct{} // closed when http.Serve returns
 	serveErr  error         // why it returned; read after serveDone
@@ -133,28 +138,37 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.watchNATS()
-	jctx, cancel := context.WithTimeout(ctx, jetStreamWait)
-	defer cancel()
-	if err := natsboot.WaitJetStream(jctx, m.nc); err != nil {
-		return err
+
+	// From here every step needs JetStream, which a cluster that is still forming (members starting in any
+	// order, leaders being elected) cannot give yet: each step is retried until -startup-timeout.
+	st := m.newStartup(ctx)
+	defer st.cancel()
+	if err := natsboot.WaitJetStream(st.ctx, m.nc, st.waiting("")); err != nil {
+		return st.failed("", err)
 	}
 	m.checkPayload()
+	if err := st.awaitFirst(); err != nil {
+		return err
+	}
 
-	m.node, err = sharedobject.NewNode(ctx, m.nc, sharedobject.Config{
-		NodeID:       c.NodeID,
-		Limits:       c.Limits,
-		ResyncWindow: c.ResyncWindow,
-		TempGrace:    c.TempGrace,
-		HookTimeout:  c.HookTimeout,
-		Replicas:     c.Replicas,
-		Auth:         auth.NewVerifier(c.TokenSecret),
-		Logger:       m.log.With("component", "sharedobject"),
+	err = st.do("the shared-object service", func(ctx context.Context) (err error) {
+		m.node, err = sharedobject.NewNode(ctx, m.nc, sharedobject.Config{
+			NodeID:       c.NodeID,
+			Limits:       c.Limits,
+			ResyncWindow: c.ResyncWindow,
+			TempGrace:    c.TempGrace,
+			HookTimeout:  c.HookTimeout,
+			Replicas:     c.Replicas,
+			Auth:         auth.NewVerifier(c.TokenSecret),
+			Logger:       m.log.With("component", "sharedobject"),
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the shared-object service: %w", err)
 	}
 
-	if err := m.startChat(ctx); err != nil {
+	if err := m.startChat(st); err != nil {
 		return err
 	}
 
@@ -163,11 +177,18 @@ func (m *Main) Run(ctx context.Context) error {
 	mux.Handle("/relay", m.relay)
 	mux.HandleFunc("GET /healthz", m.healthz)
 	if c.Demos {
-		if m.stopDemos, err = demos.Start(ctx, m.nc); err != nil {
+		err := st.do("the demos' validation hooks", func(ctx context.Context) (err error) {
+			m.stopDemos, err = demos.Start(ctx, m.nc)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("cannot start the demos' validation hooks: %w (or turn the demos off with %s=false)", err, c.label("demos"))
 		}
 		mux.Handle(demos.Prefix, demos.Handler(c.TokenSecret))
 		mux.Handle("GET /{$}", http.RedirectHandler(demos.Prefix, http.StatusFound))
+	}
+	if m.started, err = m.nc.Subscribe(startedSubject, func(msg *nats.Msg) { _ = msg.Respond(nil) }); err != nil {
+		return fmt.Errorf("cannot subscribe %s: %w", startedSubject, err)
 	}
 	m.http = &http.Server{
 		Handler:           mux,
@@ -195,7 +216,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 // startChat starts the friends and messaging services (queue groups on NATS: every node runs them and any
 // one answers) and the relay, and takes the TCP relay's port.
-func (m *Main) startChat(ctx context.Context) error {
+func (m *Main) startChat(st *startup) error {
 	c := &m.cfg
 	var err error
 	if c.RelayTCP != "" {
@@ -203,31 +224,183 @@ func (m *Main) startChat(ctx context.Context) error {
 			return fmt.Errorf("cannot listen on %s for the TCP relay: %s (change %s)", c.RelayTCP, errnoText(err), c.label("relay-tcp"))
 		}
 	}
-	m.friends, err = p2p.NewFriends(ctx, m.nc, p2p.FriendsConfig{Replicas: c.Replicas, Logger: m.log.With("component", "friends")})
+	err = st.do("the friends service", func(ctx context.Context) (err error) {
+		m.friends, err = p2p.NewFriends(ctx, m.nc, p2p.FriendsConfig{Replicas: c.Replicas, Logger: m.log.With("component", "friends")})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("cannot start the friends service: %w", err)
 	}
-	m.messages, err = p2p.NewService(ctx, m.nc, p2p.Config{
-		FriendsOnly:     c.FriendsOnly,
-		MaxMessageBytes: c.MaxMessageBytes,
-		Replicas:        c.Replicas,
-		Logger:          m.log.With("component", "p2p"),
+	err = st.do("the messaging service", func(ctx context.Context) (err error) {
+		m.messages, err = p2p.NewService(ctx, m.nc, p2p.Config{
+			FriendsOnly:     c.FriendsOnly,
+			MaxMessageBytes: c.MaxMessageBytes,
+			Replicas:        c.Replicas,
+			Logger:          m.log.With("component", "p2p"),
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the messaging service: %w", err)
 	}
-	m.relay, err = relay.New(ctx, m.nc, relay.Config{
-		NodeID:        c.NodeID,
-		Auth:          auth.NewVerifier(c.TokenSecret),
-		Limits:        c.RelayLimits,
-		PresenceGrace: c.PresenceGrace,
-		Replicas:      c.Replicas,
-		Logger:        m.log.With("component", "relay"),
+	err = st.do("the relay", func(ctx context.Context) (err error) {
+		m.relay, err = relay.New(ctx, m.nc, relay.Config{
+			NodeID:        c.NodeID,
+			Auth:          auth.NewVerifier(c.TokenSecret),
+			Limits:        c.RelayLimits,
+			PresenceGrace: c.PresenceGrace,
+			Replicas:      c.Replicas,
+			Logger:        m.log.With("component", "relay"),
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the relay: %w", err)
 	}
 	return nil
+}
+
+// startup runs the steps of Run that need JetStream: it retries each while JetStream is not ready (see
+// natsboot.NotReady), says on the log what it is waiting for, and once -startup-timeout has passed, what
+// was missing.
+type startup struct {
+	m      *Main
+	parent context.Context // Run's: ends with a signal
+	ctx    context.Context // ends at -startup-timeout, or with parent
+	cancel context.CancelFunc
+
+	said   string // the last progress line, and when it was logged
+	saidAt time.Time
+}
+
+func (m *Main) newStartup(ctx context.Context) *startup {
+	st := &startup{m: m, parent: ctx}
+	st.ctx, st.cancel = context.WithTimeout(ctx, m.cfg.StartupTimeout)
+	return st
+}
+
+// do runs step until it succeeds or fails for good; a failure after -startup-timeout says what was missing.
+func (st *startup) do(what string, step func(context.Context) error) error {
+	if err := natsboot.Retry(st.ctx, step, st.waiting(what)); err != nil {
+		return st.failed(what, err)
+	}
+	return nil
+}
+
+// waiting returns the function that hears the errors retried while what starts, and logs what is missing:
+// when that changes (at most once a second), and every progressEvery while it does not.
+// An empty what means that err says it all.
+func (st *startup) waiting(what string) func(error) {
+	return func(err error) {
+		line := st.missing(what, err)
+		since := time.Since(st.saidAt)
+		if line == st.said && since < progressEvery || line != st.said && since < time.Second {
+			return
+		}
+		st.said, st.saidAt = line, time.Now()
+		prefix := "waiting for JetStream: "
+		if _, ok := st.cluster(); ok {
+			prefix = "waiting for JetStream cluster: "
+		}
+		left := time.Until(deadline(st.ctx)).Round(time.Second)
+		st.m.log.Info(prefix+line, "gives_up_in", left.String())
+	}
+}
+
+// missing says what starting what is waiting for: the cluster's members and meta leader, else err.
+func (st *startup) missing(what string, err error) string {
+	if cs, ok := st.cluster(); ok && (cs.Leader == "" || cs.Size > 0 && cs.Peers < cs.Size) {
+		return cs.String()
+	}
+	why := err.Error()
+	if errors.Is(err, context.DeadlineExceeded) {
+		why = "no answer in time" // an attempt's own time limit, not the startup's
+	}
+	if what == "" {
+		return why
+	}
+	return what + ": " + why
+}
+
+func (st *startup) cluster() (natsboot.ClusterState, bool) {
+	if st.m.ns == nil {
+		return natsboot.ClusterState{}, false
+	}
+	return natsboot.Cluster(st.m.ns)
+}
+
+// failed is the error of a step that did not start: after -startup-timeout, one that says what was
+// missing. An empty what means that err says it all.
+func (st *startup) failed(what string, err error) error {
+	c := &st.m.cfg
+	if st.parent.Err() != nil || !errors.Is(st.ctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	if what != "" {
+		err = fmt.Errorf("%s: %w", what, err)
+	}
+	cs, ok := st.cluster()
+	switch {
+	case !ok:
+		return fmt.Errorf("JetStream not ready after %s: %v (raise %s if it only needs longer)",
+			c.StartupTimeout, err, c.label("startup-timeout"))
+	case cs.Leader == "" || cs.Size > 0 && cs.Peers < cs.Size:
+		return fmt.Errorf("JetStream cluster not ready after %s: %s (start the other members; check %s and that their %s ports are reachable; or raise %s)",
+			c.StartupTimeout, cs, c.label("nats-routes"), c.label("nats-cluster"), c.label("startup-timeout"))
+	default:
+		return fmt.Errorf("JetStream cluster not ready after %s: %v (%s; raise %s if it only needs longer)",
+			c.StartupTimeout, err, cs, c.label("startup-timeout"))
+	}
+}
+
+// startedSubject is answered by every node that has started: its streams and buckets exist.
+const startedSubject = "rso.node.started"
+
+// awaitFirst makes the members of a cluster that start together create the streams and buckets one
+// after the other: when several clients create the same replicated stream at once, nats-server creates
+// it but answers none of them (nats-io/nats-server#3677), so every creation would wait out its attempt,
+// on every node and for every stream. So the node of the JetStream meta leader goes first, and the
+// others wait until some node answers on startedSubject: then the streams exist, and creating them
+// again is answered at once, however many nodes do it together. A node that becomes the meta leader
+// goes at once; after firstWait every node goes (and Retry sorts out the collisions).
+func (st *startup) awaitFirst() error {
+	ns := st.m.ns
+	if ns == nil || !ns.JetStreamIsClustered() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(st.ctx, firstWait)
+	defer cancel()
+	tick := time.NewTicker(firstPoll)
+	defer tick.Stop()
+	report := st.waiting("")
+	for !ns.JetStreamIsLeader() {
+		rctx, rcancel := context.WithTimeout(ctx, firstPoll)
+		_, err := st.m.nc.RequestWithContext(rctx, startedSubject, nil)
+		rcancel()
+		if err == nil {
+			return nil
+		}
+		cs, _ := st.cluster()
+		report(fmt.Errorf("the node of the JetStream meta leader (%s) creates the streams and buckets first", cs.Leader))
+		select {
+		case <-ctx.Done():
+			if st.ctx.Err() != nil {
+				return st.failed("waiting for the first node to start", ctx.Err())
+			}
+			st.m.log.Warn("no node started within "+firstWait.String()+"; creating the streams and buckets anyway", "meta_leader", cs.Leader)
+			return nil
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// deadline is ctx's deadline, or now if it has none.
+func deadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now()
 }
 
 func (m *Main) relayTCPDesc() string {
@@ -253,19 +426,27 @@ func (m *Main) startNATS(ctx context.Context) error {
 		return nil
 	}
 
-	ns, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{
+	opts := natsboot.EmbeddedOptions{
 		DataDir:    c.DataDir,
 		Listen:     c.NATSListen,
 		ServerName: c.NodeID,
 		SyncAlways: c.Fsync,
 		Logger:     m.log.With("component", "nats"),
-	})
+	}
+	if c.NATSCluster != "" {
+		opts.Cluster = &natsboot.ClusterOptions{Name: c.NATSClusterName, Listen: c.NATSCluster, Routes: c.NATSRoutes}
+	}
+	ns, err := natsboot.StartEmbedded(opts)
 	var le *natsboot.ListenError
+	port := c.label("nats-listen") // the setting to change
+	if errors.As(err, &le) && le.Route {
+		port = c.label("nats-cluster")
+	}
 	switch {
-	case errors.As(err, &le) && errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("%v (is another rso or nats-server using it? change %s)", err, c.label("nats-listen"))
-	case errors.As(err, &le):
-		return fmt.Errorf("%v (change %s)", err, c.label("nats-listen"))
+	case le != nil && errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%v (is another rso or nats-server using it? change %s)", err, port)
+	case le != nil:
+		return fmt.Errorf("%v (change %s)", err, port)
 	case errors.Is(err, natsboot.ErrDataDirLocked):
 		return fmt.Errorf("%v; give each rso its own %s", err, c.label("data"))
 	case err != nil:
@@ -320,17 +501,25 @@ func (m *Main) warnings() {
 		m.log.Warn("the embedded NATS accepts unauthenticated connections; anyone who can reach it can read and change all data. Firewall it so only rso nodes reach it.",
 			"nats_listen", c.NATSListen)
 	}
+	if c.NATSCluster != "" && !isLoopback(c.NATSCluster) {
+		m.log.Warn("the embedded NATS accepts unauthenticated cluster routes; anyone who can reach the port can join the cluster and read and change all data. Firewall it so only the cluster's members reach it.",
+			"nats_cluster", c.NATSCluster)
+	}
 }
 
 func (m *Main) natsMode() string {
-	switch {
-	case m.cfg.NATS != "":
+	c := &m.cfg
+	if c.NATS != "" {
 		return "external " + m.nc.ConnectedUrlRedacted()
-	case m.cfg.NATSListen != "":
-		return "embedded, listening on nats://" + m.cfg.NATSListen
-	default:
-		return "embedded"
 	}
+	mode := "embedded"
+	if c.NATSListen != "" {
+		mode += ", listening on nats://" + c.NATSListen
+	}
+	if c.NATSCluster != "" {
+		mode += fmt.Sprintf(", member of cluster %s (routes on %s)", c.NATSClusterName, c.NATSCluster)
+	}
+	return mode
 }
 
 func (m *Main) dataDesc() string {
@@ -398,6 +587,9 @@ func (m *Main) close() error {
 		<-m.serveDone
 	} else if m.ln != nil {
 		m.ln.Close()
+	}
+	if m.started != nil {
+		_ = m.started.Unsubscribe()
 	}
 	// Sockets first (clients get 1012 and reconnect elsewhere), then the services they were using.
 	shutdown := func(what string, stop func(context.Context) error) {

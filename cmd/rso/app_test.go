@@ -109,6 +109,21 @@ func TestRunNATSListenInUse(t *testing.T) {
 	oneLine(t, p.out.String(), "embedded NATS cannot listen on "+ln.Addr().String(), "address already in use", "change RSO_NATS_LISTEN")
 }
 
+func TestRunNATSClusterInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p := startRun(t, []string{"-addr", freeAddr(t), "-data", t.TempDir(), "-node-id", "n1",
+		"-nats-routes", "nats://" + ln.Addr().String()}, env{"RSO_NATS_CLUSTER": ln.Addr().String()})
+	if code := p.exit(t); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	oneLine(t, p.out.String(), "embedded NATS cannot listen on "+ln.Addr().String()+" for the other cluster members",
+		"address already in use", "change RSO_NATS_CLUSTER")
+}
+
 func TestRunDataDirInUse(t *testing.T) {
 	data := t.TempDir()
 	first := startRun(t, []string{"-addr", freeAddr(t), "-data", data}, env{})

@@ -39,6 +39,12 @@ type Config struct {
 	Limits       sharedobject.Limits
 	Demos        bool // serve the browser demos under /demos/ and run their validation hooks
 
+	// The embedded server as one member of a NATS cluster with clustered JetStream ("" and nil: a single server).
+	NATSCluster     string   // HOST:PORT of its route listener, where the other members connect
+	NATSRoutes      []string // nats://HOST:PORT of the members' route listeners (this one may be among them)
+	NATSClusterName string
+	StartupTimeout  time.Duration // how long startup waits for NATS and JetStream (a cluster's leaders, the streams)
+
 	// Private chat (relay and p2p).
 	RelayTCP        string        // HOST:PORT of the raw TCP relay for native clients; "" = off
 	FriendsOnly     bool          // only friends may write to each other
@@ -105,6 +111,26 @@ func options(nodeID string) []option {
 				}
 				return checkHostPort(v, 1)
 			}},
+		{name: "nats-cluster", def: "", defText: "off", meaning: "HOST:PORT where the embedded NATS accepts the other members of its NATS cluster; with -nats-routes and -node-id it becomes one member of a cluster with clustered JetStream (each member with its own -data); no authentication, so firewall it",
+			set: func(c *Config, v string) error {
+				c.NATSCluster = v
+				if v == "" {
+					return nil
+				}
+				return checkHostPort(v, 1)
+			}},
+		{name: "nats-routes", def: "", defText: "none", meaning: "the -nats-cluster addresses of the cluster's members as nats://HOST:PORT[,…]; listing this node too is harmless, so every member can be given the same list",
+			set: func(c *Config, v string) (err error) { c.NATSRoutes, err = parseRoutes(v); return err }},
+		{name: "nats-cluster-name", def: "rso", meaning: "name of the embedded NATS cluster, the same on every member (letters, digits, '-', '_')",
+			set: func(c *Config, v string) error {
+				c.NATSClusterName = v
+				if !ids.Valid(v, 64) {
+					return errors.New("want 1 to 64 letters, digits, '-' or '_'")
+				}
+				return nil
+			}},
+		{name: "startup-timeout", def: "60s", meaning: "how long startup waits for NATS and JetStream (a cluster's members and leaders, the streams and buckets) before it gives up",
+			set: func(c *Config, v string) (err error) { c.StartupTimeout, err = positiveDuration(v); return err }},
 		{name: "token-secret", def: "", defText: "none", secret: true, meaning: "HS256 secret for client tokens, at least 16 bytes (prefer the environment variable: flags show in ps)",
 			set: func(c *Config, v string) error {
 				if v == "" {
@@ -121,7 +147,7 @@ func options(nodeID string) []option {
 			set: func(c *Config, v string) (err error) { c.Insecure, err = parseBool(v); return err }},
 		{name: "fsync", def: "false", isBool: true, meaning: "embedded JetStream syncs every write to disk before acknowledging it (off: written to the OS before the ack, which survives a crash of rso but not of the machine; synced every 2 minutes)",
 			set: func(c *Config, v string) (err error) { c.Fsync, err = parseBool(v); return err }},
-		{name: "node-id", def: nodeID, defText: "HOSTNAME-RANDOM", meaning: "this node's unique name (letters, digits, '-', '_'); also the embedded NATS server name",
+		{name: "node-id", def: nodeID, defText: "HOSTNAME-RANDOM", meaning: "this node's unique name (letters, digits, '-', '_'); also the embedded NATS server name, so required with -nats-cluster",
 			set: func(c *Config, v string) error { c.NodeID = v; return checkNodeID(v) }},
 		{name: "resync-window", def: "1000", meaning: "versions a reconnecting client may lag behind and still get a delta instead of the full object",
 			set: func(c *Config, v string) error {
@@ -136,7 +162,7 @@ func options(nodeID string) []option {
 			set: func(c *Config, v string) (err error) { c.TempGrace, err = positiveDuration(v); return err }},
 		{name: "hook-timeout", def: "2s", meaning: "how long a change waits for a validation hook's answer",
 			set: func(c *Config, v string) (err error) { c.HookTimeout, err = positiveDuration(v); return err }},
-		{name: "replicas", def: "1", meaning: "JetStream replicas of the object streams (more than 1 needs a JetStream cluster via -nats)",
+		{name: "replicas", def: "1", meaning: "JetStream replicas of the streams and buckets (more than 1 needs a JetStream cluster: -nats-cluster, or -nats with a clustered nats-server)",
 			set: func(c *Config, v string) error {
 				n, err := strconv.Atoi(v)
 				if err != nil || n < 1 || n > 5 {
@@ -237,7 +263,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 
 // describe names a value in an error: -max-slots "abc", RSO_MAX_SLOTS="abc", or just the name for secrets.
 func describe(o option, from, raw string) string {
-	if o.name == "nats" {
+	if o.name == "nats" || o.name == "nats-routes" {
 		raw = redact(raw)
 	}
 	switch {
@@ -258,9 +284,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("%s and %s cannot be used together: %s uses an external NATS, %s opens the embedded one to other nodes; give one",
 			c.label("nats"), c.label("nats-listen"), c.label("nats"), c.label("nats-listen"))
 	}
-	if c.Replicas > 1 && c.NATS == "" {
-		return fmt.Errorf("%s %d needs a JetStream cluster, but the embedded NATS is a single server: use %s 1, or -nats with a clustered nats-server",
-			c.label("replicas"), c.Replicas, c.label("replicas"))
+	if err := c.checkCluster(); err != nil {
+		return err
 	}
 	if l := c.Limits; l.MaxValueBytes > l.MaxObjectBytes {
 		return fmt.Errorf("%s (%d) is larger than %s (%d): a value has to fit in its object",
@@ -275,6 +300,46 @@ func (c *Config) check() error {
 			c.label("relay-tcp"), c.RelayTCP)
 	}
 	return nil
+}
+
+// checkCluster validates the embedded cluster member's options and the replicas asked for.
+func (c *Config) checkCluster() error {
+	switch {
+	case c.NATS != "" && c.NATSCluster != "":
+		return fmt.Errorf("%s and %s cannot be used together: %s uses an external NATS, %s makes the embedded one a cluster member; give one",
+			c.label("nats"), c.label("nats-cluster"), c.label("nats"), c.label("nats-cluster"))
+	case c.NATSCluster != "" && len(c.NATSRoutes) == 0:
+		return fmt.Errorf("%s needs -nats-routes: the %s addresses of the cluster's members, as nats://HOST:PORT,…",
+			c.label("nats-cluster"), c.label("nats-cluster"))
+	case c.NATSCluster == "" && len(c.NATSRoutes) > 0:
+		return fmt.Errorf("%s needs -nats-cluster: the HOST:PORT where this node's embedded NATS accepts the other members",
+			c.label("nats-routes"))
+	case c.NATSCluster != "" && c.from["node-id"] == "default":
+		return fmt.Errorf("%s needs -node-id: it names this member's NATS server, by which JetStream knows its peers, so it must stay the same across restarts (the default is random)",
+			c.label("nats-cluster"))
+	case c.Replicas > 1 && c.NATS == "" && c.NATSCluster == "":
+		return fmt.Errorf("%s %d needs a JetStream cluster, but the embedded NATS is a single server: use %s 1, make it a cluster member with -nats-cluster and -nats-routes, or use -nats with a clustered nats-server",
+			c.label("replicas"), c.Replicas, c.label("replicas"))
+	case c.NATSCluster != "" && c.Replicas > c.clusterMembers():
+		return fmt.Errorf("%s %d needs at least %d cluster members, but %s lists only %d (this node included)",
+			c.label("replicas"), c.Replicas, c.Replicas, c.label("nats-routes"), c.clusterMembers())
+	}
+	return nil
+}
+
+// clusterMembers counts the members -nats-routes names, this node included whether it is listed or not.
+// A member listed under two names counts twice: this is for a lower bound, not an exact count.
+func (c *Config) clusterMembers() int {
+	seen := map[string]bool{}
+	for _, r := range c.NATSRoutes {
+		if u, err := url.Parse(r); err == nil {
+			seen[u.Host] = true
+		}
+	}
+	if !seen[c.NATSCluster] {
+		return len(seen) + 1
+	}
+	return len(seen)
 }
 
 // Anonymous reports whether clients may connect without a token.
@@ -420,6 +485,34 @@ func checkNATSURLs(v string) error {
 	return nil
 }
 
+// parseRoutes reads a comma-separated list of nats://HOST:PORT route URLs.
+func parseRoutes(v string) ([]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	list := strings.Split(v, ",")
+	routes := make([]string, 0, len(list))
+	for _, raw := range list {
+		raw = strings.TrimSpace(raw)
+		in := "" // with several URLs, say which one is wrong
+		if len(list) > 1 {
+			in = fmt.Sprintf(" in %q", redact(raw))
+		}
+		if raw == "" {
+			return nil, errors.New("empty URL in the list; separate URLs with single commas")
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "nats" || u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("want nats://HOST:PORT%s", in)
+		}
+		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("port %q%s: want a number from 1 to 65535", u.Port(), in)
+		}
+		routes = append(routes, raw)
+	}
+	return routes, nil
+}
+
 // redact hides the user part (user, password or token) of each URL in a comma-separated list.
 func redact(urls string) string {
 	list := strings.Split(urls, ",")
@@ -468,8 +561,9 @@ func defaultNodeID() string {
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage: rso [flags]
 
-Serves remote shared objects over WebSocket (/so) on an embedded NATS with JetStream, or on an
-external NATS with -nats. GET /healthz answers 200 "ok" when the node is ready.
+Serves remote shared objects over WebSocket (/so) on an embedded NATS with JetStream (optionally one
+member of a NATS cluster: -nats-cluster, -nats-routes), or on an external NATS with -nats.
+GET /healthz answers 200 "ok" when the node is ready.
 
 Every flag can also be set in the environment; a flag wins over its variable, a variable over the
 default. An empty variable counts as unset.

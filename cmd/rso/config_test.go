@@ -29,6 +29,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.NATS != "" || c.NATSListen != "" ||
+		c.NATSCluster != "" || c.NATSRoutes != nil || c.NATSClusterName != "rso" || c.StartupTimeout != 60*time.Second ||
 		c.TokenSecret != nil || c.Insecure || c.Fsync || c.ResyncWindow != 1000 || c.TempGrace != 5*time.Second ||
 		c.HookTimeout != 2*time.Second || c.Replicas != 1 || !c.Demos || c.RelayTCP != "" || c.FriendsOnly ||
 		c.PresenceGrace != 5*time.Second || c.MaxMessageBytes != p2p.DefaultConfig().MaxMessageBytes ||
@@ -53,6 +54,10 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		"data":                      {"/env", "/flag"},
 		"nats":                      {"nats://env:4222", "nats://flag:4222"},
 		"nats-listen":               {"127.0.0.1:4223", "127.0.0.1:4224"},
+		"nats-cluster":              {"127.0.0.1:6223", "127.0.0.1:6224"},
+		"nats-routes":               {"nats://a:6222", "nats://a:6222,nats://b:6222"},
+		"nats-cluster-name":         {"env", "flag"},
+		"startup-timeout":           {"10s", "20s"},
 		"token-secret":              {"env-secret-0123456789", "flag-secret-0123456789"},
 		"insecure":                  {"true", "false"}, // a bool has two values: flag = default here
 		"fsync":                     {"true", "false"},
@@ -87,10 +92,17 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		if !ok {
 			t.Fatalf("option %s is missing from this test", o.name)
 		}
-		// -nats and -nats-listen exclude each other; replicas > 1 needs -nats.
-		base := env{}
-		if o.name == "replicas" {
+		// -nats and -nats-listen exclude each other; replicas > 1 needs -nats; -nats-cluster and
+		// -nats-routes need each other (so the default of one cannot go with the other) and -node-id.
+		base, defBase := env{}, env{}
+		switch o.name {
+		case "replicas":
 			base["RSO_NATS"] = "nats://x:4222"
+			defBase = base
+		case "nats-cluster":
+			base = env{"RSO_NATS_ROUTES": "nats://a:6222", "RSO_NODE_ID": "n1"}
+		case "nats-routes":
+			base = env{"RSO_NATS_CLUSTER": "127.0.0.1:6222", "RSO_NODE_ID": "n1"}
 		}
 		fromEnv := env{envName(o.name): v[0]}
 		for k, bv := range base {
@@ -104,7 +116,7 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s from flag: %v", o.name, err)
 		}
-		cDef, err := parseConfig(nil, base.get)
+		cDef, err := parseConfig(nil, defBase.get)
 		if err != nil {
 			t.Fatalf("%s default: %v", o.name, err)
 		}
@@ -227,7 +239,29 @@ func TestConfigErrors(t *testing.T) {
 			`-nats and -nats-listen cannot be used together: -nats uses an external NATS, -nats-listen opens the embedded one to other nodes; give one`},
 		{[]string{"-nats-listen", "127.0.0.1:4222"}, env{"RSO_NATS": "nats://a:4222"},
 			`RSO_NATS and -nats-listen cannot be used together: RSO_NATS uses an external NATS, -nats-listen opens the embedded one to other nodes; give one`},
-		{[]string{"-replicas", "3"}, nil, `-replicas 3 needs a JetStream cluster, but the embedded NATS is a single server: use -replicas 1, or -nats with a clustered nats-server`},
+		{[]string{"-replicas", "3"}, nil, `-replicas 3 needs a JetStream cluster, but the embedded NATS is a single server: use -replicas 1, make it a cluster member with -nats-cluster and -nats-routes, or use -nats with a clustered nats-server`},
+		// the embedded cluster
+		{[]string{"-nats-cluster", "6222"}, nil, `-nats-cluster "6222": want HOST:PORT such as 127.0.0.1:8080 (missing port in address)`},
+		{[]string{"-nats-cluster", "127.0.0.1:0"}, nil, `-nats-cluster "127.0.0.1:0": want HOST:PORT with a port from 1 to 65535`},
+		{[]string{"-nats-routes", "a:6222"}, nil, `-nats-routes "a:6222": want nats://HOST:PORT`},
+		{[]string{"-nats-routes", "nats://a"}, nil, `-nats-routes "nats://a": want nats://HOST:PORT`},
+		{[]string{"-nats-routes", "tls://a:6222"}, nil, `-nats-routes "tls://a:6222": want nats://HOST:PORT`},
+		{[]string{"-nats-routes", "nats://a:6222,nats://b:x"}, nil, `-nats-routes "nats://a:6222,nats://b:x": want nats://HOST:PORT in "nats://b:x"`},
+		{[]string{"-nats-routes", "nats://a:6222,nats://b:70000"}, nil, `-nats-routes "nats://a:6222,nats://b:70000": port "70000" in "nats://b:70000": want a number from 1 to 65535`},
+		{[]string{"-nats-routes", "nats://a:6222,"}, nil, `-nats-routes "nats://a:6222,": empty URL in the list; separate URLs with single commas`},
+		{[]string{"-nats-routes", "nats://u:hunter2@a:x"}, nil, `-nats-routes "nats://xxxxx@a:x": want nats://HOST:PORT`},
+		{nil, env{"RSO_NATS_CLUSTER_NAME": "my cluster"}, `RSO_NATS_CLUSTER_NAME="my cluster": want 1 to 64 letters, digits, '-' or '_'`},
+		{[]string{"-startup-timeout", "0s"}, nil, `-startup-timeout "0s": want a positive duration such as 5s, 500ms or 1m`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-node-id", "n1"}, nil,
+			`-nats-cluster needs -nats-routes: the -nats-cluster addresses of the cluster's members, as nats://HOST:PORT,…`},
+		{[]string{"-nats-routes", "nats://127.0.0.1:6222"}, nil,
+			`-nats-routes needs -nats-cluster: the HOST:PORT where this node's embedded NATS accepts the other members`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats://127.0.0.1:6223"}, nil,
+			`-nats-cluster needs -node-id: it names this member's NATS server, by which JetStream knows its peers, so it must stay the same across restarts (the default is random)`},
+		{[]string{"-nats", "nats://a:4222", "-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats://b:6222", "-node-id", "n1"}, nil,
+			`-nats and -nats-cluster cannot be used together: -nats uses an external NATS, -nats-cluster makes the embedded one a cluster member; give one`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats://127.0.0.1:6222,nats://127.0.0.1:6223", "-node-id", "n1", "-replicas", "3"}, nil,
+			`-replicas 3 needs at least 3 cluster members, but -nats-routes lists only 2 (this node included)`},
 		{[]string{"-max-value-bytes", "2000", "-max-object-bytes", "1000"}, nil,
 			`-max-value-bytes (2000) is larger than -max-object-bytes (1000): a value has to fit in its object`},
 		// the command line itself
@@ -250,6 +284,26 @@ func TestConfigErrors(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "u:") {
 			t.Errorf("%v: error shows a password: %q", tt.args, err)
 		}
+	}
+}
+
+// A cluster member: the same routes on every member (itself included, or not), replicas up to the members.
+func TestClusterConfig(t *testing.T) {
+	routes := "nats://127.0.0.1:6221, nats://127.0.0.1:6222,nats://127.0.0.1:6223"
+	c, err := parseConfig([]string{"-nats-cluster", "127.0.0.1:6222", "-node-id", "n2", "-replicas", "3"},
+		env{"RSO_NATS_ROUTES": routes, "RSO_NATS_CLUSTER_NAME": "prod", "RSO_NATS_LISTEN": "127.0.0.1:4222"}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"nats://127.0.0.1:6221", "nats://127.0.0.1:6222", "nats://127.0.0.1:6223"}
+	if c.NATSCluster != "127.0.0.1:6222" || !reflect.DeepEqual(c.NATSRoutes, want) || c.NATSClusterName != "prod" ||
+		c.NodeID != "n2" || c.Replicas != 3 || c.NATSListen != "127.0.0.1:4222" {
+		t.Errorf("config %+v", c)
+	}
+	// Listing only the others counts this node too.
+	if _, err := parseConfig([]string{"-nats-cluster", "127.0.0.1:6221", "-node-id", "n1", "-replicas", "3",
+		"-nats-routes", "nats://127.0.0.1:6222,nats://127.0.0.1:6223"}, env{}.get); err != nil {
+		t.Errorf("routes to the two others, -replicas 3: %v", err)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 const (
@@ -26,11 +25,6 @@ const (
 	maxPingsOut  = 3
 	// reconnectWait is the pause between rounds of reconnect attempts (nats.go adds jitter).
 	reconnectWait = time.Second
-
-	// jsAttempt bounds one JetStream account-info request; jsRetry is the pause between attempts
-	// while a JetStream cluster is still electing its leader.
-	jsAttempt = 2 * time.Second
-	jsRetry   = 250 * time.Millisecond
 )
 
 // ConnectError means Connect could not establish the first connection.
@@ -86,36 +80,6 @@ func ConnectInProcess(s *server.Server, name string) (*nats.Conn, error) {
 		return nil, fmt.Errorf("cannot connect to the embedded NATS: %w", err)
 	}
 	return nc, nil
-}
-
-// WaitJetStream returns once JetStream answers on nc, retrying while it is temporarily unavailable
-// (a cluster electing its leader) until ctx ends. It fails at once when JetStream is not enabled.
-func WaitJetStream(ctx context.Context, nc *nats.Conn) error {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("JetStream: %w", err)
-	}
-	where := nc.ConnectedUrlRedacted()
-	for {
-		actx, cancel := context.WithTimeout(ctx, jsAttempt)
-		_, err := js.AccountInfo(actx)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
-			return fmt.Errorf("JetStream is not enabled for this account on the NATS server at %s: enable it for the account in the server's config", where)
-		case errors.Is(err, jetstream.ErrJetStreamNotEnabled):
-			return fmt.Errorf("JetStream is not enabled on the NATS server at %s: start nats-server with -js (or jetstream {} in its config)", where)
-		}
-		t := time.NewTimer(jsRetry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("JetStream on the NATS server at %s did not answer: %s", where, reason(err))
-		case <-t.C:
-		}
-	}
 }
 
 // dialer dials with ctx until the first connection is up, and remembers why dials failed so Connect

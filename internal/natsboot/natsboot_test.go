@@ -3,6 +3,7 @@ package natsboot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -63,7 +64,7 @@ func TestEmbeddedInProcess(t *testing.T) {
 	s := startEmbedded(t, EmbeddedOptions{DataDir: dir, ServerName: "n1"})
 	nc := connectInProcess(t, s)
 	ctx := timeout(t, 10*time.Second)
-	if err := WaitJetStream(ctx, nc); err != nil {
+	if err := WaitJetStream(ctx, nc, nil); err != nil {
 		t.Fatalf("WaitJetStream: %v", err)
 	}
 	if got := nc.MaxPayload(); got != MaxPayload {
@@ -112,7 +113,7 @@ func TestEmbeddedListen(t *testing.T) {
 		t.Fatalf("Connect over TCP: %v", err)
 	}
 	defer remote.Close()
-	if err := WaitJetStream(ctx, remote); err != nil {
+	if err := WaitJetStream(ctx, remote, nil); err != nil {
 		t.Fatalf("WaitJetStream over TCP: %v", err)
 	}
 
@@ -265,7 +266,7 @@ func TestConnectReconnectsAfterRestart(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("did not reconnect; status %v", nc.Status())
 	}
-	if err := WaitJetStream(timeout(t, 10*time.Second), nc); err != nil {
+	if err := WaitJetStream(timeout(t, 10*time.Second), nc, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -281,7 +282,7 @@ func TestWaitJetStreamDisabled(t *testing.T) {
 		t.Fatal("server not ready")
 	}
 	nc := connectInProcess(t, s)
-	err = WaitJetStream(timeout(t, 10*time.Second), nc)
+	err = WaitJetStream(timeout(t, 10*time.Second), nc, nil)
 	if err == nil || !strings.Contains(err.Error(), "JetStream is not enabled") || !strings.Contains(err.Error(), "-js") {
 		t.Fatalf("error = %v, want one saying JetStream is off and how to turn it on", err)
 	}
@@ -292,7 +293,7 @@ func TestWaitJetStreamGivesUpWithContext(t *testing.T) {
 	nc := connectInProcess(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := WaitJetStream(ctx, nc); err == nil || !strings.Contains(err.Error(), "did not answer") {
+	if err := WaitJetStream(ctx, nc, nil); err == nil || !strings.Contains(err.Error(), "did not answer") {
 		t.Fatalf("error = %v", err)
 	}
 }
@@ -304,5 +305,205 @@ func TestReason(t *testing.T) {
 	}
 	if got := reason(errors.New("plain")); got != "plain" {
 		t.Errorf("reason(plain) = %q", got)
+	}
+}
+
+// startCluster starts n embedded cluster members at once, all given the same routes (each itself included).
+func startCluster(t *testing.T, n int) []*server.Server {
+	t.Helper()
+	routes := make([]string, n)
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = freeAddr(t)
+		routes[i] = "nats://" + addrs[i]
+	}
+	servers := make([]*server.Server, n)
+	t.Cleanup(func() {
+		for _, s := range servers {
+			if s != nil {
+				s.Shutdown()
+				s.WaitForShutdown()
+			}
+		}
+	})
+	errs := make(chan error, n)
+	for i := range servers {
+		dir := t.TempDir()
+		go func() {
+			var err error
+			servers[i], err = StartEmbedded(EmbeddedOptions{
+				DataDir:    dir,
+				ServerName: "n" + strconv.Itoa(i+1),
+				Cluster:    &ClusterOptions{Name: "test", Listen: addrs[i], Routes: routes},
+			})
+			errs <- err
+		}()
+	}
+	for range servers {
+		if err := <-errs; err != nil {
+			t.Fatalf("StartEmbedded: %v", err)
+		}
+	}
+	return servers
+}
+
+func TestEmbeddedCluster(t *testing.T) {
+	servers := startCluster(t, 3)
+	nc := connectInProcess(t, servers[0])
+	ctx := timeout(t, 30*time.Second)
+	if err := WaitJetStream(ctx, nc, nil); err != nil {
+		t.Fatalf("WaitJetStream: %v", err)
+	}
+	st, ok := Cluster(servers[0])
+	if !ok || st.Peers != 3 || st.Size != 3 || st.Leader == "" {
+		t.Errorf("Cluster = %+v, %v; want 3 of 3 peers and a leader", st, ok)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Retry(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
+		return err
+	}, nil)
+	if err != nil {
+		t.Fatalf("create an R3 stream: %v", err)
+	}
+	if _, err := js.Publish(ctx, "t.a", []byte("x")); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	// A member without Listen still needs a client port (nats-server routes only once it is open): on loopback.
+	if addr, ok := servers[0].Addr().(*net.TCPAddr); !ok || !addr.IP.IsLoopback() {
+		t.Errorf("client port of a member without Listen: %v, want a loopback address", servers[0].Addr())
+	}
+	if _, ok := Cluster(startEmbedded(t, EmbeddedOptions{DataDir: t.TempDir()})); ok {
+		t.Error("Cluster reports a single server as a member of a cluster")
+	}
+}
+
+func TestEmbeddedClusterErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
+	free := freeAddr(t)
+	routes := []string{"nats://" + free}
+	tests := []struct {
+		name    string
+		opts    EmbeddedOptions
+		want    string
+		isRoute bool
+	}{
+		{"no server name", EmbeddedOptions{Cluster: &ClusterOptions{Name: "c", Listen: free, Routes: routes}},
+			"a cluster member needs a server name that stays the same across restarts", false},
+		{"no routes", EmbeddedOptions{ServerName: "n1", Cluster: &ClusterOptions{Name: "c", Listen: free}},
+			"a cluster member needs the routes to the other members", false},
+		{"bad route", EmbeddedOptions{ServerName: "n1", Cluster: &ClusterOptions{Name: "c", Listen: free, Routes: []string{"tls://a:1"}}},
+			`route "tls://a:1": want nats://HOST:PORT`, false},
+		{"route port busy", EmbeddedOptions{ServerName: "n1", Cluster: &ClusterOptions{Name: "c", Listen: busy, Routes: routes}},
+			"embedded NATS cannot listen on " + busy + " for the other cluster members: address already in use", true},
+	}
+	for _, tt := range tests {
+		tt.opts.DataDir = t.TempDir()
+		s, err := StartEmbedded(tt.opts)
+		if err == nil {
+			s.Shutdown()
+			t.Errorf("%s: started", tt.name)
+			continue
+		}
+		if err.Error() != tt.want {
+			t.Errorf("%s: error %q\nwant %q", tt.name, err, tt.want)
+		}
+		var le *ListenError
+		if got := errors.As(err, &le) && le.Route; got != tt.isRoute {
+			t.Errorf("%s: a route ListenError: %v, want %v", tt.name, got, tt.isRoute)
+		}
+	}
+}
+
+func TestNotReady(t *testing.T) {
+	api := func(code jetstream.ErrorCode) error {
+		return fmt.Errorf("cannot create stream X: %w", &jetstream.APIError{Code: 503, ErrorCode: code, Description: "d"})
+	}
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("wrapped: %w", nats.ErrTimeout), true},
+		{nats.ErrNoResponders, true},
+		{fmt.Errorf("cannot register node: %w", jetstream.ErrNoStreamResponse), true},
+		{api(10008), true}, // JetStream system temporarily unavailable
+		{api(10023), true}, // insufficient resources
+		{api(10005), true}, // no suitable peers for placement
+		{api(10009), true}, // cluster can not handle request
+		{api(jetstream.JSErrCodeStreamNameInUse), false},
+		{jetstream.ErrJetStreamNotEnabled, false},
+		{context.Canceled, false},
+		{errors.New("max payload"), false},
+	}
+	for _, tt := range tests {
+		if got := NotReady(tt.err); got != tt.want {
+			t.Errorf("NotReady(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestRetry(t *testing.T) {
+	// Retried while not ready; each retried error is heard.
+	var heard []error
+	n := 0
+	err := Retry(timeout(t, 10*time.Second), func(ctx context.Context) error {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("an attempt without a deadline")
+		}
+		if n++; n < 3 {
+			return nats.ErrNoResponders
+		}
+		return nil
+	}, func(err error) { heard = append(heard, err) })
+	if err != nil || n != 3 || len(heard) != 2 {
+		t.Errorf("Retry = %v after %d attempts, %d heard; want nil after 3, 2 heard", err, n, len(heard))
+	}
+
+	// An error that waiting cannot fix ends it at once.
+	n = 0
+	permanent := errors.New("bad config")
+	if err := Retry(timeout(t, 10*time.Second), func(context.Context) error { n++; return permanent }, nil); err != permanent || n != 1 {
+		t.Errorf("Retry = %v after %d attempts, want %v after 1", err, n, permanent)
+	}
+
+	// When ctx ends, the last error says what was missing, not just that time ran out.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	notYet := fmt.Errorf("create: %w", &jetstream.APIError{Code: 503, ErrorCode: 10023, Description: "insufficient resources"})
+	err = Retry(ctx, func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+			return notYet
+		}
+	}, nil)
+	if err != notYet {
+		t.Errorf("Retry at the deadline = %v, want %v", err, notYet)
+	}
+}
+
+func TestClusterStateString(t *testing.T) {
+	for _, tt := range []struct {
+		st   ClusterState
+		want string
+	}{
+		{ClusterState{Peers: 1}, "1 peer connected, no JetStream meta leader yet"},
+		{ClusterState{Peers: 2, Size: 3}, "2 of 3 peers connected, no JetStream meta leader yet"},
+		{ClusterState{Peers: 3, Size: 3, Leader: "n2"}, "3 of 3 peers connected, JetStream meta leader n2"},
+	} {
+		if got := tt.st.String(); got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.st, got, tt.want)
+		}
 	}
 }
