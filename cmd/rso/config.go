@@ -104,21 +104,9 @@ func options(nodeID string) []option {
 		{name: "nats", def: "", defText: "embedded", meaning: "external NATS URL[,URL…] (nats://, tls://, ws://, wss://) with JetStream; when set, no embedded server is started",
 			set: func(c *Config, v string) error { c.NATS = v; return checkNATSURLs(v) }},
 		{name: "nats-listen", def: "", defText: "in-process only", meaning: "HOST:PORT where the embedded NATS accepts other rso nodes (-nats nats://HOST:PORT) and NATS clients; no authentication, so firewall it",
-			set: func(c *Config, v string) error {
-				c.NATSListen = v
-				if v == "" {
-					return nil
-				}
-				return checkHostPort(v, 1)
-			}},
+			set: func(c *Config, v string) error { c.NATSListen = v; return checkOptionalHostPort(v) }},
 		{name: "nats-cluster", def: "", defText: "off", meaning: "HOST:PORT where the embedded NATS accepts the other members of its NATS cluster; with -nats-routes and -node-id it becomes one member of a cluster with clustered JetStream (each member with its own -data); no authentication, so firewall it",
-			set: func(c *Config, v string) error {
-				c.NATSCluster = v
-				if v == "" {
-					return nil
-				}
-				return checkHostPort(v, 1)
-			}},
+			set: func(c *Config, v string) error { c.NATSCluster = v; return checkOptionalHostPort(v) }},
 		{name: "nats-routes", def: "", defText: "none", meaning: "the -nats-cluster addresses of the cluster's members as nats://HOST:PORT[,…]; listing this node too is harmless, so every member can be given the same list",
 			set: func(c *Config, v string) (err error) { c.NATSRoutes, err = parseRoutes(v); return err }},
 		{name: "nats-cluster-name", def: "rso", meaning: "name of the embedded NATS cluster, the same on every member (letters, digits, '-', '_')",
@@ -407,6 +395,14 @@ func parseBool(v string) (bool, error) {
 }
 
 // checkHostPort accepts HOST:PORT with a port from minPort to 65535; an empty host means every interface.
+// checkOptionalHostPort checks a listen address that may be left empty (the listener is then off).
+func checkOptionalHostPort(v string) error {
+	if v == "" {
+		return nil
+	}
+	return checkHostPort(v, 1)
+}
+
 func checkHostPort(v string, minPort int) error {
 	host, p, err := net.SplitHostPort(v)
 	if err != nil {
