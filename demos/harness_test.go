@@ -37,7 +37,7 @@ func startNode(t *testing.T, now func() time.Time) *testNode {
 		t.Fatalf("start NATS: %v", err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsboot.ConnectInProcess(srv, "demos-test")
+	nc, err := natsboot.ConnectInProcess(srv, "demos-test", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ func (c *cluster) start(nodes int) {
 
 func (c *cluster) connect(name string) *nats.Conn {
 	c.t.Helper()
-	nc, err := natsboot.ConnectInProcess(c.srv, name)
+	nc, err := natsboot.ConnectInProcess(c.srv, name, "")
 	if err != nil {
 		c.t.Fatal(err)
 	}

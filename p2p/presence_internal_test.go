@@ -23,7 +23,7 @@ func connectEmbedded(t *testing.T, name string) *nats.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsboot.ConnectInProcess(srv, name)
+	nc, err := natsboot.ConnectInProcess(srv, name, "")
 	if err != nil {
 		t.Fatal(err)
 	}

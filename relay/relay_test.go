@@ -58,7 +58,7 @@ func newFixture(t *testing.T, secret []byte, serve bool, edit func(*Config)) *fi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsboot.ConnectInProcess(srv, "relay-test")
+	nc, err := natsboot.ConnectInProcess(srv, "relay-test", "")
 	if err != nil {
 		t.Fatal(err)
 	}

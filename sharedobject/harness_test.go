@@ -57,7 +57,7 @@ func startNode(t testing.TB, srv *server.Server, edit func(*sharedobject.Config)
 
 // tryStartNode is startNode that reports a node that cannot start.
 func tryStartNode(t testing.TB, srv *server.Server, edit func(*sharedobject.Config)) (*testNode, error) {
-	nc, err := natsboot.ConnectInProcess(srv, "test-node")
+	nc, err := natsboot.ConnectInProcess(srv, "test-node", "")
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -102,6 +104,12 @@ type Main struct {
 	ln   net.Listener
 	http *http.Server
 
+	// Until ready, every HTTP request is answered 503 with what startup waits for (starting);
+	// then mux serves.
+	ready    atomic.Bool
+	mux      *http.ServeMux
+	starting atomic.Pointer[string]
+
 	// Private chat: the friends and messaging services on the bus, and the relay holding the sockets.
 	friends  *p2p.Friends
 	messages *p2p.Service
@@ -133,6 +141,18 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("cannot listen on %s: %s (is another rso running? change %s)", c.Addr, errnoText(err), c.label("addr"))
 	}
 	m.ln = ln
+	// Serve at once: until everything runs, /healthz says what startup waits for (503) and the other
+	// paths answer 503 too, instead of leaving connections unanswered in the listen queue.
+	m.http = &http.Server{
+		Handler:           http.HandlerFunc(m.serveHTTP),
+		ReadHeaderTimeout: readHeaderWait,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	m.setStarting("connecting to NATS")
+	go func() {
+		defer close(m.serveDone)
+		m.serveErr = m.http.Serve(ln)
+	}()
 
 	if err := m.startNATS(ctx); err != nil {
 		return err
@@ -143,6 +163,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// order, leaders being elected) cannot give yet: each step is retried until -startup-timeout.
 	st := m.newStartup(ctx)
 	defer st.cancel()
+	m.setStarting("waiting for JetStream")
 	if err := natsboot.WaitJetStream(st.ctx, m.nc, st.waiting("")); err != nil {
 		return st.failed("", err)
 	}
@@ -190,15 +211,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.started, err = m.nc.Subscribe(startedSubject, func(msg *nats.Msg) { _ = msg.Respond(nil) }); err != nil {
 		return fmt.Errorf("cannot subscribe %s: %w", startedSubject, err)
 	}
-	m.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: readHeaderWait,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
-	}
-	go func() {
-		defer close(m.serveDone)
-		m.serveErr = m.http.Serve(ln)
-	}()
+	m.mux = mux
+	m.ready.Store(true) // after m.mux is set: serveHTTP reads it once it sees ready
 
 	if m.tcpLn != nil {
 		go func() {
@@ -281,6 +295,7 @@ func (m *Main) newStartup(ctx context.Context) *startup {
 
 // do runs step until it succeeds or fails for good; a failure after -startup-timeout says what was missing.
 func (st *startup) do(what string, step func(context.Context) error) error {
+	st.m.setStarting("starting " + what)
 	if err := natsboot.Retry(st.ctx, step, st.waiting(what)); err != nil {
 		return st.failed(what, err)
 	}
@@ -302,6 +317,7 @@ func (st *startup) waiting(what string) func(error) {
 		if _, ok := st.cluster(); ok {
 			prefix = "waiting for JetStream cluster: "
 		}
+		st.m.setStarting(prefix + line)
 		left := time.Until(deadline(st.ctx)).Round(time.Second)
 		st.m.log.Info(prefix+line, "gives_up_in", left.String())
 	}
@@ -414,11 +430,16 @@ func (m *Main) startNATS(ctx context.Context) error {
 	c := &m.cfg
 	name := "rso " + c.NodeID
 	if c.NATS != "" {
-		nc, err := natsboot.Connect(ctx, c.NATS, name)
+		nc, err := natsboot.Connect(ctx, c.NATS, name, c.NATSAuth)
 		var ce *natsboot.ConnectError
 		switch {
 		case errors.As(err, &ce) && ce.Unreachable:
 			return fmt.Errorf("%v (is nats-server running? check %s)", err, c.label("nats"))
+		case errors.Is(err, nats.ErrAuthorization):
+			return fmt.Errorf("%v (the server refused the credentials: give what it expects with %s, %s or %s, or as nats://USER:PASSWORD@HOST in %s)",
+				err, c.label("nats-token"), c.label("nats-creds"), c.label("nats-nkey"), c.label("nats"))
+		case errors.As(err, new(*tls.CertificateVerificationError)):
+			return fmt.Errorf("%v (give the CA that signed the server's certificate with %s)", err, c.label("nats-tls-ca"))
 		case err != nil:
 			return fmt.Errorf("%v (check %s and the server's credentials and TLS settings)", err, c.label("nats"))
 		}
@@ -431,6 +452,7 @@ func (m *Main) startNATS(ctx context.Context) error {
 		Listen:     c.NATSListen,
 		ServerName: c.NodeID,
 		SyncAlways: c.Fsync,
+		Auth:       c.NATSAuth,
 		Logger:     m.log.With("component", "nats"),
 	}
 	if c.NATSCluster != "" {
@@ -453,7 +475,7 @@ func (m *Main) startNATS(ctx context.Context) error {
 		return err
 	}
 	m.ns = ns
-	m.nc, err = natsboot.ConnectInProcess(ns, name)
+	m.nc, err = natsboot.ConnectInProcess(ns, name, c.NATSAuth.Token)
 	return err
 }
 
@@ -497,12 +519,12 @@ func (m *Main) warnings() {
 		m.log.Warn("INSECURE: anonymous clients are allowed on a non-loopback address; anyone who can reach it can read and change every object. Set -token-secret to require tokens.",
 			"addr", c.Addr)
 	}
-	if c.NATSListen != "" && !isLoopback(c.NATSListen) {
-		m.log.Warn("the embedded NATS accepts unauthenticated connections; anyone who can reach it can read and change all data. Firewall it so only rso nodes reach it.",
+	if c.NATSListen != "" && !isLoopback(c.NATSListen) && c.NATSAuth.Token == "" {
+		m.log.Warn("INSECURE: the embedded NATS accepts unauthenticated connections; anyone who can reach it can read and change all data. Set -nats-token.",
 			"nats_listen", c.NATSListen)
 	}
-	if c.NATSCluster != "" && !isLoopback(c.NATSCluster) {
-		m.log.Warn("the embedded NATS accepts unauthenticated cluster routes; anyone who can reach the port can join the cluster and read and change all data. Firewall it so only the cluster's members reach it.",
+	if c.NATSCluster != "" && !isLoopback(c.NATSCluster) && !c.NATSAuth.RouteAuthenticated() {
+		m.log.Warn("INSECURE: the embedded NATS accepts unauthenticated cluster routes; anyone who can reach the port can join the cluster and read and change all data. Set -nats-token or route TLS.",
 			"nats_cluster", c.NATSCluster)
 	}
 }
@@ -518,6 +540,12 @@ func (m *Main) natsMode() string {
 	}
 	if c.NATSCluster != "" {
 		mode += fmt.Sprintf(", member of cluster %s (routes on %s)", c.NATSClusterName, c.NATSCluster)
+	}
+	if c.NATSAuth.Token != "" {
+		mode += ", token required"
+	}
+	if c.NATSAuth.TLS.Cert != "" && (c.NATSListen != "" || c.NATSCluster != "") {
+		mode += ", TLS"
 	}
 	return mode
 }
@@ -549,6 +577,22 @@ func (m *Main) authDesc() string {
 		return "anonymous (INSECURE)"
 	}
 }
+
+// serveHTTP answers 503 until Run has started everything, then hands requests to the mux.
+func (m *Main) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if m.ready.Load() {
+		m.mux.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintf(w, "starting: %s\n", *m.starting.Load())
+}
+
+// setStarting records what startup waits for, for the 503 answers until it is done.
+func (m *Main) setStarting(what string) { m.starting.Store(&what) }
 
 // healthz answers 200 "ok" when NATS is connected and the node is ready, else 503 with the reason.
 func (m *Main) healthz(w http.ResponseWriter, _ *http.Request) {

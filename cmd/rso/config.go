@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rso-server/rso/internal/ids"
+	"github.com/rso-server/rso/internal/natsboot"
 	"github.com/rso-server/rso/p2p"
 	"github.com/rso-server/rso/relay"
 	"github.com/rso-server/rso/sharedobject"
@@ -44,6 +45,8 @@ type Config struct {
 	NATSRoutes      []string // nats://HOST:PORT of the members' route listeners (this one may be among them)
 	NATSClusterName string
 	StartupTimeout  time.Duration // how long startup waits for NATS and JetStream (a cluster's leaders, the streams)
+	// NATSAuth is what the embedded server's ports require, or what rso presents to an external NATS.
+	NATSAuth natsboot.Credentials
 
 	// Private chat (relay and p2p).
 	RelayTCP        string        // HOST:PORT of the raw TCP relay for native clients; "" = off
@@ -103,9 +106,9 @@ func options(nodeID string) []option {
 			}},
 		{name: "nats", def: "", defText: "embedded", meaning: "external NATS URL[,URL…] (nats://, tls://, ws://, wss://) with JetStream; when set, no embedded server is started",
 			set: func(c *Config, v string) error { c.NATS = v; return checkNATSURLs(v) }},
-		{name: "nats-listen", def: "", defText: "in-process only", meaning: "HOST:PORT where the embedded NATS accepts other rso nodes (-nats nats://HOST:PORT) and NATS clients; no authentication, so firewall it",
+		{name: "nats-listen", def: "", defText: "in-process only", meaning: "HOST:PORT where the embedded NATS accepts other rso nodes (-nats nats://HOST:PORT) and NATS clients; a non-loopback address needs -nats-token (or -insecure)",
 			set: func(c *Config, v string) error { c.NATSListen = v; return checkOptionalHostPort(v) }},
-		{name: "nats-cluster", def: "", defText: "off", meaning: "HOST:PORT where the embedded NATS accepts the other members of its NATS cluster; with -nats-routes and -node-id it becomes one member of a cluster with clustered JetStream (each member with its own -data); no authentication, so firewall it",
+		{name: "nats-cluster", def: "", defText: "off", meaning: "HOST:PORT where the embedded NATS accepts the other members of its NATS cluster; with -nats-routes and -node-id it becomes one member of a cluster with clustered JetStream (each member with its own -data); a non-loopback address needs -nats-token or TLS with a CA (or -insecure)",
 			set: func(c *Config, v string) error { c.NATSCluster = v; return checkOptionalHostPort(v) }},
 		{name: "nats-routes", def: "", defText: "none", meaning: "the -nats-cluster addresses of the cluster's members as nats://HOST:PORT[,…]; listing this node too is harmless, so every member can be given the same list",
 			set: func(c *Config, v string) (err error) { c.NATSRoutes, err = parseRoutes(v); return err }},
@@ -117,6 +120,18 @@ func options(nodeID string) []option {
 				}
 				return nil
 			}},
+		{name: "nats-token", def: "", defText: "none", secret: true, meaning: "shared secret that every port of the embedded NATS requires (client port, routes, the other members and rso nodes present it); with -nats, the token sent to the external NATS (prefer the environment variable: flags show in ps)",
+			set: func(c *Config, v string) error { c.NATSAuth.Token = v; return nil }},
+		{name: "nats-creds", def: "", defText: "none", meaning: "with -nats: a NATS credentials file (user JWT and nkey seed) to present to the external NATS",
+			set: func(c *Config, v string) error { c.NATSAuth.Creds = v; return nil }},
+		{name: "nats-nkey", def: "", defText: "none", meaning: "with -nats: a file with the nkey seed (SU…) to sign in to the external NATS with",
+			set: func(c *Config, v string) error { c.NATSAuth.NkeySeed = v; return nil }},
+		{name: "nats-tls-cert", def: "", defText: "none", meaning: "PEM certificate: the embedded NATS serves TLS with it on -nats-listen and -nats-cluster; with -nats, the client certificate",
+			set: func(c *Config, v string) error { c.NATSAuth.TLS.Cert = v; return nil }},
+		{name: "nats-tls-key", def: "", defText: "none", meaning: "PEM private key of -nats-tls-cert",
+			set: func(c *Config, v string) error { c.NATSAuth.TLS.Key = v; return nil }},
+		{name: "nats-tls-ca", def: "", defText: "none", meaning: "PEM CA certificate: with -nats-cluster, the CA that signed every member's certificate (routes verify each other); with -nats, the CA that signed the server's certificate (implies TLS)",
+			set: func(c *Config, v string) error { c.NATSAuth.TLS.CA = v; return nil }},
 		{name: "startup-timeout", def: "60s", meaning: "how long startup waits for NATS and JetStream (a cluster's members and leaders, the streams and buckets) before it gives up",
 			set: func(c *Config, v string) (err error) { c.StartupTimeout, err = positiveDuration(v); return err }},
 		{name: "token-secret", def: "", defText: "none", secret: true, meaning: "HS256 secret for client tokens, at least 16 bytes (prefer the environment variable: flags show in ps)",
@@ -131,7 +146,7 @@ func options(nodeID string) []option {
 				c.TokenSecret = []byte(v)
 				return nil
 			}},
-		{name: "insecure", def: "false", isBool: true, meaning: "allow anonymous clients although -addr is not a loopback address",
+		{name: "insecure", def: "false", isBool: true, meaning: "allow anonymous clients although -addr is not a loopback address, and an embedded NATS port on a non-loopback address without authentication",
 			set: func(c *Config, v string) (err error) { c.Insecure, err = parseBool(v); return err }},
 		{name: "fsync", def: "false", isBool: true, meaning: "embedded JetStream syncs every write to disk before acknowledging it (off: written to the OS before the ack, which survives a crash of rso but not of the machine; synced every 2 minutes)",
 			set: func(c *Config, v string) (err error) { c.Fsync, err = parseBool(v); return err }},
@@ -275,6 +290,9 @@ func (c *Config) check() error {
 	if err := c.checkCluster(); err != nil {
 		return err
 	}
+	if err := c.checkNATSAuth(); err != nil {
+		return err
+	}
 	if l := c.Limits; l.MaxValueBytes > l.MaxObjectBytes {
 		return fmt.Errorf("%s (%d) is larger than %s (%d): a value has to fit in its object",
 			c.label("max-value-bytes"), l.MaxValueBytes, c.label("max-object-bytes"), l.MaxObjectBytes)
@@ -313,6 +331,51 @@ func (c *Config) checkCluster() error {
 			c.label("replicas"), c.Replicas, c.Replicas, c.label("nats-routes"), c.clusterMembers())
 	}
 	return nil
+}
+
+// checkNATSAuth refuses an embedded NATS port that anyone who reaches it could use (it bypasses every
+// token and hook: NATS is where the data is), and credentials that would silently do nothing.
+func (c *Config) checkNATSAuth() error {
+	a := &c.NATSAuth
+	external := c.NATS != ""
+	switch {
+	case !external && (a.Creds != "" || a.NkeySeed != ""):
+		name := "nats-creds"
+		if a.Creds == "" {
+			name = "nats-nkey"
+		}
+		return fmt.Errorf("%s is for an external NATS (-nats); the embedded one requires -nats-token on its ports", c.label(name))
+	case (a.TLS.Cert == "") != (a.TLS.Key == ""):
+		return fmt.Errorf("%s and %s go together: a certificate and its private key", c.label("nats-tls-cert"), c.label("nats-tls-key"))
+	case !external && a.TLS.Set() && c.NATSListen == "" && c.NATSCluster == "":
+		return fmt.Errorf("%s: the embedded NATS opens no port to serve TLS on; add -nats-listen or -nats-cluster, or drop the TLS settings", c.label(c.firstTLSSetting()))
+	case !external && a.TLS.Set() && a.TLS.Cert == "":
+		return fmt.Errorf("%s: TLS on the embedded NATS needs -nats-tls-cert and -nats-tls-key", c.label("nats-tls-ca"))
+	case !external && c.NATSCluster != "" && a.TLS.Cert != "" && a.TLS.CA == "":
+		return fmt.Errorf("%s with TLS needs -nats-tls-ca: the members verify each other's certificates against it", c.label("nats-cluster"))
+	case !external && a.Token != "" && len(a.Token) < minSecretBytes:
+		return fmt.Errorf("%s is too short (%d bytes); use at least %d random bytes, e.g. the output of: openssl rand -hex 32", c.label("nats-token"), len(a.Token), minSecretBytes)
+	case c.Insecure:
+		return nil
+	case c.NATSListen != "" && !isLoopback(c.NATSListen) && a.Token == "":
+		return fmt.Errorf("%s %q is not a loopback address and there is no -nats-token, so anyone who can reach it could read and change all data past every token and hook: set -nats-token (or RSO_NATS_TOKEN) on every node, listen on 127.0.0.1, or add -insecure to allow it anyway",
+			c.label("nats-listen"), c.NATSListen)
+	case c.NATSCluster != "" && !isLoopback(c.NATSCluster) && !a.RouteAuthenticated():
+		return fmt.Errorf("%s %q is not a loopback address and the routes have no authentication, so anyone who can reach it could join the cluster and read and change all data: set -nats-token (or RSO_NATS_TOKEN) on every member, or TLS with -nats-tls-cert, -nats-tls-key and -nats-tls-ca, or add -insecure to allow it anyway",
+			c.label("nats-cluster"), c.NATSCluster)
+	}
+	return nil
+}
+
+// firstTLSSetting names a TLS setting that was given, for an error about all of them.
+func (c *Config) firstTLSSetting() string {
+	switch t := c.NATSAuth.TLS; {
+	case t.Cert != "":
+		return "nats-tls-cert"
+	case t.Key != "":
+		return "nats-tls-key"
+	}
+	return "nats-tls-ca"
 }
 
 // clusterMembers counts the members -nats-routes names, this node included whether it is listed or not.

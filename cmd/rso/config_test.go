@@ -58,6 +58,12 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		"nats-routes":               {"nats://a:6222", "nats://a:6222,nats://b:6222"},
 		"nats-cluster-name":         {"env", "flag"},
 		"startup-timeout":           {"10s", "20s"},
+		"nats-token":                {"env-token-0123456789", "flag-token-0123456789"},
+		"nats-creds":                {"env.creds", "flag.creds"},
+		"nats-nkey":                 {"env.nk", "flag.nk"},
+		"nats-tls-cert":             {"env.pem", "flag.pem"},
+		"nats-tls-key":              {"env-key.pem", "flag-key.pem"},
+		"nats-tls-ca":               {"env-ca.pem", "flag-ca.pem"},
 		"token-secret":              {"env-secret-0123456789", "flag-secret-0123456789"},
 		"insecure":                  {"true", "false"}, // a bool has two values: flag = default here
 		"fsync":                     {"true", "false"},
@@ -96,9 +102,15 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		// -nats-routes need each other (so the default of one cannot go with the other) and -node-id.
 		base, defBase := env{}, env{}
 		switch o.name {
-		case "replicas":
+		case "replicas", "nats-creds", "nats-nkey", "nats-tls-ca":
 			base["RSO_NATS"] = "nats://x:4222"
 			defBase = base
+		case "nats-tls-cert":
+			base = env{"RSO_NATS": "nats://x:4222", "RSO_NATS_TLS_KEY": "k.pem"}
+			defBase = env{"RSO_NATS": "nats://x:4222"}
+		case "nats-tls-key":
+			base = env{"RSO_NATS": "nats://x:4222", "RSO_NATS_TLS_CERT": "c.pem"}
+			defBase = env{"RSO_NATS": "nats://x:4222"}
 		case "nats-cluster":
 			base = env{"RSO_NATS_ROUTES": "nats://a:6222", "RSO_NODE_ID": "n1"}
 		case "nats-routes":
@@ -262,6 +274,20 @@ func TestConfigErrors(t *testing.T) {
 			`-nats and -nats-cluster cannot be used together: -nats uses an external NATS, -nats-cluster makes the embedded one a cluster member; give one`},
 		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats://127.0.0.1:6222,nats://127.0.0.1:6223", "-node-id", "n1", "-replicas", "3"}, nil,
 			`-replicas 3 needs at least 3 cluster members, but -nats-routes lists only 2 (this node included)`},
+		// NATS authentication and TLS
+		{[]string{"-nats-listen", "0.0.0.0:4222"}, nil,
+			`-nats-listen "0.0.0.0:4222" is not a loopback address and there is no -nats-token, so anyone who can reach it could read and change all data past every token and hook: set -nats-token (or RSO_NATS_TOKEN) on every node, listen on 127.0.0.1, or add -insecure to allow it anyway`},
+		{[]string{"-nats-cluster", "10.0.0.1:6222", "-nats-routes", "nats://10.0.0.2:6222", "-node-id", "n1"}, nil,
+			`-nats-cluster "10.0.0.1:6222" is not a loopback address and the routes have no authentication, so anyone who can reach it could join the cluster and read and change all data: set -nats-token (or RSO_NATS_TOKEN) on every member, or TLS with -nats-tls-cert, -nats-tls-key and -nats-tls-ca, or add -insecure to allow it anyway`},
+		{[]string{"-nats-listen", "127.0.0.1:4222"}, env{"RSO_NATS_TOKEN": "short"},
+			`RSO_NATS_TOKEN is too short (5 bytes); use at least 16 random bytes, e.g. the output of: openssl rand -hex 32`},
+		{[]string{"-nats-creds", "user.creds"}, nil, `-nats-creds is for an external NATS (-nats); the embedded one requires -nats-token on its ports`},
+		{[]string{"-nats-nkey", "user.nk"}, nil, `-nats-nkey is for an external NATS (-nats); the embedded one requires -nats-token on its ports`},
+		{[]string{"-nats", "tls://a:4222", "-nats-tls-cert", "c.pem"}, nil, `-nats-tls-cert and -nats-tls-key go together: a certificate and its private key`},
+		{[]string{"-nats-tls-ca", "ca.pem"}, nil, `-nats-tls-ca: the embedded NATS opens no port to serve TLS on; add -nats-listen or -nats-cluster, or drop the TLS settings`},
+		{[]string{"-nats-listen", "127.0.0.1:4222", "-nats-tls-ca", "ca.pem"}, nil, `-nats-tls-ca: TLS on the embedded NATS needs -nats-tls-cert and -nats-tls-key`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats://127.0.0.1:6223", "-node-id", "n1", "-nats-tls-cert", "c.pem", "-nats-tls-key", "k.pem"}, nil,
+			`-nats-cluster with TLS needs -nats-tls-ca: the members verify each other's certificates against it`},
 		{[]string{"-max-value-bytes", "2000", "-max-object-bytes", "1000"}, nil,
 			`-max-value-bytes (2000) is larger than -max-object-bytes (1000): a value has to fit in its object`},
 		// the command line itself
@@ -304,6 +330,33 @@ func TestClusterConfig(t *testing.T) {
 	if _, err := parseConfig([]string{"-nats-cluster", "127.0.0.1:6221", "-node-id", "n1", "-replicas", "3",
 		"-nats-routes", "nats://127.0.0.1:6222,nats://127.0.0.1:6223"}, env{}.get); err != nil {
 		t.Errorf("routes to the two others, -replicas 3: %v", err)
+	}
+}
+
+// A NATS port off loopback opens with authentication (or -insecure); on loopback it needs none.
+func TestNATSAuthConfig(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	routes := []string{"-nats-routes", "nats://10.0.0.2:6222", "-node-id", "n1"}
+	for _, tt := range []struct {
+		args []string
+		env  env
+	}{
+		{[]string{"-nats-listen", "127.0.0.1:4222"}, nil},
+		{[]string{"-nats-listen", "0.0.0.0:4222"}, env{"RSO_NATS_TOKEN": token}},
+		{[]string{"-nats-listen", "0.0.0.0:4222", "-insecure"}, nil},
+		{append([]string{"-nats-cluster", "10.0.0.1:6222"}, routes...), env{"RSO_NATS_TOKEN": token}},
+		{append([]string{"-nats-cluster", "10.0.0.1:6222", "-nats-tls-cert", "c.pem", "-nats-tls-key", "k.pem", "-nats-tls-ca", "ca.pem"}, routes...), nil},
+		{append([]string{"-nats-cluster", "10.0.0.1:6222", "-insecure"}, routes...), nil},
+		{[]string{"-nats", "tls://a:4222", "-nats-creds", "u.creds", "-nats-tls-ca", "ca.pem"}, env{"RSO_NATS_TOKEN": "short is fine for an external server"}},
+	} {
+		c, err := parseConfig(tt.args, tt.env.get)
+		if err != nil {
+			t.Errorf("%v %v: %v", tt.args, tt.env, err)
+			continue
+		}
+		if c.NATSAuth.Token != tt.env["RSO_NATS_TOKEN"] {
+			t.Errorf("%v: token %q not taken from the environment", tt.args, c.NATSAuth.Token)
+		}
 	}
 }
 

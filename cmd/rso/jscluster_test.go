@@ -257,3 +257,28 @@ func TestClusterMemberAloneGivesUp(t *testing.T) {
 		t.Errorf("last line\n%s\nwant\n%s", last, want)
 	}
 }
+
+// While a node starts, /healthz answers 503 saying what it waits for, and the endpoints answer 503 too
+// (a load balancer keeps clients away; nothing hangs in the listen queue).
+func TestHealthzSaysWhatStartupWaitsFor(t *testing.T) {
+	self, addr := freeAddr(t), freeAddr(t)
+	routes := "nats://" + self + ",nats://" + freeAddr(t) + ",nats://" + freeAddr(t) // nobody listens on the others
+	p := startRun(t, []string{"-addr", addr, "-data", t.TempDir(), "-node-id", "early",
+		"-nats-cluster", self, "-nats-routes", routes, "-replicas", "3"}, env{})
+	waitFor(t, 20*time.Second, "/healthz saying what startup waits for", func() (bool, string) {
+		code, body := health(addr)
+		return code == http.StatusServiceUnavailable &&
+			body == "starting: waiting for JetStream cluster: 1 of 3 peers connected, no JetStream meta leader yet", fmt.Sprint(code, " ", body)
+	})
+	resp, err := http.Get("http://" + addr + "/so")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("/so while starting: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if code := p.stop(t); code != exitOK {
+		t.Errorf("stopped while starting: exit %d, want %d", code, exitOK)
+	}
+}

@@ -45,10 +45,14 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 
 // Connect connects to an external NATS (urls is comma-separated: nats://, tls://, ws:// or wss://).
 // The first connection must succeed within a few seconds, or ctx ends it; after that the connection
-// reconnects forever, cycling through the servers it knows.
-func Connect(ctx context.Context, urls, name string) (*nats.Conn, error) {
+// reconnects forever, cycling through the servers it knows. cred is what it presents to the server.
+func Connect(ctx context.Context, urls, name string, cred Credentials) (*nats.Conn, error) {
+	auth, err := cred.clientOptions()
+	if err != nil {
+		return nil, err
+	}
 	d := &dialer{ctx: ctx}
-	nc, err := nats.Connect(urls,
+	nc, err := nats.Connect(urls, append(auth,
 		nats.Name(name),
 		nats.SetCustomDialer(d),
 		nats.Timeout(dialTimeout),
@@ -56,7 +60,7 @@ func Connect(ctx context.Context, urls, name string) (*nats.Conn, error) {
 		nats.ReconnectWait(reconnectWait),
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
-	)
+	)...)
 	dialErr, dialed := d.connected()
 	if err != nil {
 		if dialErr != nil && !dialed {
@@ -67,15 +71,23 @@ func Connect(ctx context.Context, urls, name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// ConnectInProcess connects to an embedded server without a socket.
-func ConnectInProcess(s *server.Server, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(s.ClientURL(),
+// ConnectInProcess connects to an embedded server without a socket, with the token its ports require
+// (EmbeddedOptions.Auth.Token; empty when it has none).
+func ConnectInProcess(s *server.Server, name, token string) (*nats.Conn, error) {
+	var opts []nats.Option
+	if token != "" {
+		opts = append(opts, nats.Token(token))
+	}
+	// No TLS inside the process: ClientURL says tls:// when the server's port has TLS, which would make
+	// nats.go ask for it even though no byte leaves the process.
+	url := strings.Replace(s.ClientURL(), "tls://", "nats://", 1)
+	nc, err := nats.Connect(url, append(opts,
 		nats.InProcessServer(s),
 		nats.Name(name),
 		// The server may still drop a client (as a slow consumer, say); come back for as long as it runs.
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100*time.Millisecond),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to the embedded NATS: %w", err)
 	}

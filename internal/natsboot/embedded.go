@@ -49,6 +49,9 @@ type EmbeddedOptions struct {
 	SyncAlways bool
 	// Cluster makes the server one member of a NATS cluster with clustered JetStream. Nil: a single server.
 	Cluster *ClusterOptions
+	// Auth is what the server's ports require (see Credentials): with a token, every port it opens asks
+	// for it, the in-process connection included (pass it to ConnectInProcess).
+	Auth Credentials
 	// Logger receives the server's warnings and errors (and notices at debug level). Nil: nothing is logged.
 	Logger *slog.Logger
 }
@@ -57,7 +60,8 @@ type EmbeddedOptions struct {
 // (routes) and run JetStream as one, so streams can have replicas on several members. Every member needs
 // its own ServerName, which must stay the same across restarts (JetStream knows its peers by it), and its
 // own DataDir. A member without EmbeddedOptions.Listen still opens a client port, on 127.0.0.1 at a
-// random port, because nats-server connects its routes only after its client listener is open.
+// random port, because nats-server connects its routes only after its client listener is open; it asks
+// for the same token as every other port.
 type ClusterOptions struct {
 	// Name is the cluster's name, the same on every member. Required.
 	Name string
@@ -117,6 +121,9 @@ func StartEmbedded(opts EmbeddedOptions) (*server.Server, error) {
 		if err := clusterOptions(o, c); err != nil {
 			return nil, err
 		}
+	}
+	if err := opts.Auth.secure(o); err != nil {
+		return nil, err
 	}
 
 	unlock, err := lockDir(dir)

@@ -34,7 +34,7 @@ func startEmbedded(t testing.TB, opts EmbeddedOptions) *server.Server {
 
 func connectInProcess(t testing.TB, s *server.Server) *nats.Conn {
 	t.Helper()
-	nc, err := ConnectInProcess(s, t.Name())
+	nc, err := ConnectInProcess(s, t.Name(), "")
 	if err != nil {
 		t.Fatalf("ConnectInProcess: %v", err)
 	}
@@ -108,7 +108,7 @@ func TestEmbeddedListen(t *testing.T) {
 	local := connectInProcess(t, s)
 
 	ctx := timeout(t, 10*time.Second)
-	remote, err := Connect(ctx, "nats://"+addr, "remote")
+	remote, err := Connect(ctx, "nats://"+addr, "remote", Credentials{})
 	if err != nil {
 		t.Fatalf("Connect over TCP: %v", err)
 	}
@@ -207,7 +207,7 @@ func TestEmbeddedDataDirNotAFolder(t *testing.T) {
 
 func TestConnectUnreachable(t *testing.T) {
 	start := time.Now()
-	nc, err := Connect(timeout(t, 10*time.Second), "nats://127.0.0.1:1", "t")
+	nc, err := Connect(timeout(t, 10*time.Second), "nats://127.0.0.1:1", "t", Credentials{})
 	if err == nil {
 		nc.Close()
 		t.Fatal("connected to port 1")
@@ -227,14 +227,14 @@ func TestConnectUnreachable(t *testing.T) {
 func TestConnectCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := Connect(ctx, "nats://127.0.0.1:1", "t")
+	_, err := Connect(ctx, "nats://127.0.0.1:1", "t", Credentials{})
 	if err == nil || !strings.Contains(err.Error(), "cannot reach NATS") {
 		t.Fatalf("error = %v", err)
 	}
 }
 
 func TestConnectRedactsCredentials(t *testing.T) {
-	_, err := Connect(timeout(t, 10*time.Second), "nats://alice:s3cret@127.0.0.1:1, nats://tok3n@127.0.0.1:1", "t")
+	_, err := Connect(timeout(t, 10*time.Second), "nats://alice:s3cret@127.0.0.1:1, nats://tok3n@127.0.0.1:1", "t", Credentials{})
 	if err == nil {
 		t.Fatal("connected")
 	}
@@ -250,7 +250,7 @@ func TestConnectReconnectsAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := Connect(timeout(t, 10*time.Second), "nats://"+addr, "t")
+	nc, err := Connect(timeout(t, 10*time.Second), "nats://"+addr, "t", Credentials{})
 	if err != nil {
 		s.Shutdown()
 		t.Fatal(err)
@@ -308,8 +308,9 @@ func TestReason(t *testing.T) {
 	}
 }
 
-// startCluster starts n embedded cluster members at once, all given the same routes (each itself included).
-func startCluster(t *testing.T, n int) []*server.Server {
+// startCluster starts n embedded cluster members at once, all given the same routes (each itself
+// included); member i is set up by each(i, &opts) if each is not nil.
+func startCluster(t *testing.T, n int, each func(int, *EmbeddedOptions)) []*server.Server {
 	t.Helper()
 	routes := make([]string, n)
 	addrs := make([]string, n)
@@ -330,12 +331,16 @@ func startCluster(t *testing.T, n int) []*server.Server {
 	for i := range servers {
 		dir := t.TempDir()
 		go func() {
-			var err error
-			servers[i], err = StartEmbedded(EmbeddedOptions{
+			opts := EmbeddedOptions{
 				DataDir:    dir,
 				ServerName: "n" + strconv.Itoa(i+1),
 				Cluster:    &ClusterOptions{Name: "test", Listen: addrs[i], Routes: routes},
-			})
+			}
+			if each != nil {
+				each(i, &opts)
+			}
+			var err error
+			servers[i], err = StartEmbedded(opts)
 			errs <- err
 		}()
 	}
@@ -348,7 +353,7 @@ func startCluster(t *testing.T, n int) []*server.Server {
 }
 
 func TestEmbeddedCluster(t *testing.T) {
-	servers := startCluster(t, 3)
+	servers := startCluster(t, 3, nil)
 	nc := connectInProcess(t, servers[0])
 	ctx := timeout(t, 30*time.Second)
 	if err := WaitJetStream(ctx, nc, nil); err != nil {
