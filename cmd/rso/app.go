@@ -536,7 +536,11 @@ func (m *Main) natsMode() string {
 	}
 	mode := "embedded"
 	if c.NATSListen != "" {
-		mode += ", listening on nats://" + c.NATSListen
+		scheme := "nats://"
+		if c.NATSAuth.TLS.Cert != "" {
+			scheme = "tls://"
+		}
+		mode += ", listening on " + scheme + c.NATSListen
 	}
 	if c.NATSCluster != "" {
 		mode += fmt.Sprintf(", member of cluster %s (routes on %s)", c.NATSClusterName, c.NATSCluster)
@@ -544,8 +548,8 @@ func (m *Main) natsMode() string {
 	if c.NATSAuth.Token != "" {
 		mode += ", token required"
 	}
-	if c.NATSAuth.TLS.Cert != "" && (c.NATSListen != "" || c.NATSCluster != "") {
-		mode += ", TLS"
+	if c.NATSAuth.TLS.Cert != "" && c.NATSCluster != "" {
+		mode += ", TLS routes"
 	}
 	return mode
 }
