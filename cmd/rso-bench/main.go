@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 )
 
 // Exit codes.
@@ -78,6 +79,7 @@ Examples:
   go run ./cmd/rso-bench fanout -subs 1000 -rate 100 -duration 20s
   go run ./cmd/rso-bench fanout -subs 1000 -rate 100 -compare -json
   go run ./cmd/rso-bench fanout -subs 2000 -rate 50 -nodes 3
+  go run ./cmd/rso-bench auction -bidders 1 -nodes 3 -cluster     (three NATS cluster members, R3)
   go run ./cmd/rso-bench rooms -rooms 500 -members 10
   go run ./cmd/rso-bench auction -bidders 50
   go run ./cmd/rso-bench dm -users 2000 -rate 30000
@@ -239,6 +241,7 @@ func (s *session) close() {
 // round starts the target (unless -url), runs one round of the scenario and stops the target.
 func (s *session) round(ctx context.Context, sc scenario, r runner, target string) (*report, error) {
 	e := &env{opt: s.opt, target: target, runID: newRunID(), label: sc.name + "/" + target, stderr: s.stderr, tick: s.tick}
+	var startup time.Duration // until every node answered /healthz
 	if s.opt.url != "" {
 		e.cl = &cluster{urls: s.opt.urls, pubURL: s.opt.pubURL, pids: s.opt.pids}
 		if len(s.opt.pids) == 0 {
@@ -249,6 +252,7 @@ func (s *session) round(ctx context.Context, sc scenario, r runner, target strin
 		if err != nil {
 			return nil, err
 		}
+		started := time.Now()
 		if target == targetHub {
 			e.cl, err = startHub(ctx, s.opt, dir)
 		} else {
@@ -257,7 +261,8 @@ func (s *session) round(ctx context.Context, sc scenario, r runner, target strin
 		if err != nil {
 			return nil, err
 		}
-		e.logf("server pid %v, logs in %s", e.cl.pids, dir)
+		startup = time.Since(started)
+		e.logf("server pid %v healthy after %.1fs, logs in %s", e.cl.pids, startup.Seconds(), dir)
 	}
 	rep, err := r.run(ctx, e)
 	died := e.cl.died()
@@ -277,6 +282,15 @@ func (s *session) round(ctx context.Context, sc scenario, r runner, target strin
 		rep.fail("stopping the server: %v", stopErr)
 	}
 	rep.addInt("nodes", int64(max(1, len(e.cl.urls))), "server nodes")
+	if s.opt.url == "" && target == targetRSO {
+		natsServers := 1
+		if s.opt.cluster {
+			natsServers = s.opt.nodes
+		}
+		rep.addInt("nats_servers", int64(natsServers), "NATS servers (-cluster: one per node)")
+		rep.addInt("replicas", int64(max(1, s.opt.replicas)), "JetStream replicas")
+		rep.add("startup_s", startup.Seconds(), 1, "servers started until healthy (s)")
+	}
 	return rep, nil
 }
 

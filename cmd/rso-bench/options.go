@@ -21,6 +21,10 @@ const (
 	maxConns    = 50000
 	maxRounds   = 20
 	maxNodes    = 5
+	// A JetStream cluster elects its leaders by majority: with 2 members both must stay up (a setup with
+	// no tolerance for a lost member, which nobody should run), and 1 member is no cluster at all.
+	minClusterNodes = 3
+	maxReplicas     = 5 // JetStream's own limit
 )
 
 // options are the flags every scenario shares.
@@ -29,6 +33,8 @@ type options struct {
 	compare    bool
 	rounds     int
 	nodes      int
+	cluster    bool
+	replicas   int
 	url        string
 	pid        string
 	rsoBin     string
@@ -60,7 +66,9 @@ func (o *options) register(fs *flag.FlagSet, hub bool) {
 		fs.BoolVar(&o.compare, "compare", false, "run rso and barehub alternately, -rounds each, and print medians and rso/barehub ratios")
 		fs.IntVar(&o.rounds, "rounds", 3, "rounds per target with -compare (at least 3)")
 	}
-	fs.IntVar(&o.nodes, "nodes", 1, "rso processes on one NATS (the first embeds it); clients are spread over them round-robin")
+	fs.IntVar(&o.nodes, "nodes", 1, "rso processes on one NATS (the first embeds it; with -cluster, one NATS each); clients are spread over them round-robin")
+	fs.BoolVar(&o.cluster, "cluster", false, fmt.Sprintf("each of the -nodes rso processes (at least %d) embeds one member of a NATS cluster with clustered JetStream, instead of all sharing the first's NATS", minClusterNodes))
+	fs.IntVar(&o.replicas, "replicas", 0, "JetStream replicas of rso's streams and buckets (rso -replicas); 0: 3 with -cluster, else 1. -cluster -replicas 1 separates what replication costs from what the cluster's routes cost")
 	fs.StringVar(&o.url, "url", "", "load a running server instead: ws://127.0.0.1:PORT[,ws://…] (rso: path /so; barehub: the barehub-serve address)")
 	fs.StringVar(&o.pid, "pid", "", "with -url: process id(s) of the server(s), comma-separated, to read CPU and RSS from /proc")
 	fs.StringVar(&o.rsoBin, "rso-bin", "", "rso binary to start (default: go build ./cmd/rso from this repository, once)")
@@ -95,6 +103,9 @@ func (o *options) check(hub bool) error {
 	if o.nodes > 1 && (o.target == targetHub || o.compare) {
 		return errors.New("-nodes applies to rso only (the hub is one process): drop -compare or -target barehub")
 	}
+	if err := o.checkCluster(); err != nil {
+		return err
+	}
 	for name, d := range map[string]time.Duration{"-duration": o.duration, "-warmup": o.warmup, "-drain": o.drain} {
 		if d < 0 || d > maxDuration || name == "-duration" && d < 100*time.Millisecond {
 			return fmt.Errorf("%s %s: want 100ms to %s (0 allowed for -warmup and -drain)", name, d, maxDuration)
@@ -104,6 +115,11 @@ func (o *options) check(hub bool) error {
 		return fmt.Errorf("-fps %g: want a positive number", o.serverFPS)
 	}
 	o.args = strings.Fields(o.serverArgs)
+	for _, name := range []string{"replicas", "nats-cluster", "nats-routes"} {
+		if hasFlag(o.args, name) {
+			return fmt.Errorf("-server-args %q: use rso-bench's -cluster and -replicas instead of -%s (the tool gives every node its ports and routes, and the report says which replicas it measured)", o.serverArgs, name)
+		}
+	}
 	if o.url != "" {
 		if o.compare {
 			return errors.New("-compare starts both servers itself: drop -url")
@@ -135,6 +151,51 @@ func (o *options) check(hub bool) error {
 		}
 	}
 	return nil
+}
+
+// checkCluster checks -cluster and -replicas against the other options and settles the replicas the
+// started servers get.
+func (o *options) checkCluster() error {
+	if o.replicas < 0 || o.replicas > maxReplicas {
+		return fmt.Errorf("-replicas %d: want 1 to %d, or 0 for the default", o.replicas, maxReplicas)
+	}
+	if o.url != "" && (o.cluster || o.replicas != 0) {
+		return errors.New("-cluster and -replicas apply to servers the tool starts: drop them with -url")
+	}
+	if !o.cluster {
+		if o.replicas > 1 {
+			return fmt.Errorf("-replicas %d needs -cluster: without it the nodes share one NATS server, which keeps one copy of each stream", o.replicas)
+		}
+		o.replicas = 1
+		return nil
+	}
+	if o.target == targetHub || o.compare {
+		return errors.New("-cluster applies to rso only (the hub is one process): drop -compare or -target barehub")
+	}
+	if o.nodes < minClusterNodes {
+		return fmt.Errorf("-cluster needs -nodes %d or more (got %d): JetStream elects its leaders by majority, so a 2-member cluster stops when either member does, and 1 member is no cluster", minClusterNodes, o.nodes)
+	}
+	if o.replicas == 0 {
+		o.replicas = 3
+	}
+	if o.replicas > o.nodes {
+		return fmt.Errorf("-replicas %d: a cluster of -nodes %d holds at most %d copies", o.replicas, o.nodes, o.nodes)
+	}
+	return nil
+}
+
+// hasFlag reports whether args set the flag name (-name, --name, -name=…).
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			continue // a value
+		}
+		a, _, _ = strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		if a == name {
+			return true
+		}
+	}
+	return false
 }
 
 // targetURLs checks a -url and returns where subscribers and publishers connect. Only loopback targets

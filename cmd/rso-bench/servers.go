@@ -24,7 +24,10 @@ import (
 
 const (
 	healthWait = 30 * time.Second // a node that is not healthy by then has failed to start
-	stopWait   = 15 * time.Second // SIGTERM, then SIGKILL after this
+	// clusterHealthWait is longer than rso's own -startup-timeout (60 s), so that a member that cannot
+	// form the cluster exits with its line saying what was missing, which the error then shows.
+	clusterHealthWait = 75 * time.Second
+	stopWait          = 15 * time.Second // SIGTERM, then SIGKILL after this
 	// pprofEnv names the address the -pprof build of rso serves net/http/pprof on.
 	pprofEnv = "RSO_BENCH_PPROF_ADDR"
 )
@@ -173,10 +176,10 @@ func startProc(name, bin string, args, env []string, logPath string) (*proc, err
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// waitHealthy polls /healthz until it answers 200; it gives up when the process exits or healthWait passes.
-func (p *proc) waitHealthy(ctx context.Context) error {
+// waitHealthy polls /healthz until it answers 200; it gives up when the process exits or limit passes.
+func (p *proc) waitHealthy(ctx context.Context, limit time.Duration) error {
 	client := http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(healthWait)
+	deadline := time.Now().Add(limit)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	last := "no answer"
@@ -199,7 +202,7 @@ func (p *proc) waitHealthy(ctx context.Context) error {
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not healthy after %s (last: %s); its output:\n%s", p.name, healthWait, last, p.logTail(20))
+			return fmt.Errorf("%s not healthy after %s (last: %s); its output:\n%s", p.name, limit, last, p.logTail(20))
 		}
 	}
 }
@@ -259,64 +262,118 @@ type cluster struct {
 	urls   []string // subscribers' URLs, one per node
 	pubURL string   // where publishers connect (the first node)
 	pids   []int
+	peers  bool // NATS cluster members: started and stopped together
 }
 
-// startRSO starts o.nodes rso processes on one NATS: the first embeds it (listening for the others when
-// there are several), the others connect to it.
+// startRSO starts o.nodes rso processes. Without -cluster they share one NATS: the first embeds it
+// (listening for the others when there are several) and is started first. With -cluster each embeds one
+// member of a NATS cluster; they are started together, as a deployment would, since none is healthy
+// before a majority of the members has met.
 func startRSO(ctx context.Context, o *options, bins *binaries, dir string) (*cluster, error) {
 	bin, err := bins.rso(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{}
-	natsAddr := ""
+	nats, err := natsArgs(o)
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{peers: o.cluster}
 	for i := range o.nodes {
-		addr, err := freeAddr()
+		p, err := startNode(o, bins, bin, dir, i, nats[i])
 		if err != nil {
 			c.stop()
 			return nil, err
 		}
-		name := "rso-" + strconv.Itoa(i+1)
-		data := filepath.Join(dir, name+"-data")
-		args := []string{"-addr", addr, "-data", data, "-node-id", "bench-" + strconv.Itoa(i+1),
-			"-frames-per-second", strconv.FormatFloat(o.serverFPS, 'f', -1, 64)}
-		if o.nodes > 1 {
-			if i == 0 {
-				if natsAddr, err = freeAddr(); err != nil {
-					c.stop()
-					return nil, err
-				}
-				args = append(args, "-nats-listen", natsAddr)
-			} else {
-				args = append(args, "-nats", "nats://"+natsAddr)
-			}
-		}
-		args = append(args, o.args...)
-		env := []string{"RSO_DEMOS=false"} // the demos' validation hooks are not part of what is measured
-		pprofAddr := ""
-		if bins.pprof && bins.given == "" {
-			if pprofAddr, err = freeAddr(); err != nil {
+		c.procs = append(c.procs, p)
+		c.pids = append(c.pids, p.pid())
+		c.urls = append(c.urls, "ws://"+p.addr+"/so")
+		c.pubURL = c.urls[0]
+		if !o.cluster {
+			if err := p.waitHealthy(ctx, healthWait); err != nil {
 				c.stop()
 				return nil, err
 			}
-			env = append(env, pprofEnv+"="+pprofAddr)
 		}
-		p, err := startProc(name, bin, args, env, filepath.Join(dir, name+".log"))
-		if err != nil {
-			c.stop()
-			return nil, err
-		}
-		p.addr, p.pprofAddr = addr, pprofAddr
-		c.procs = append(c.procs, p)
-		c.pids = append(c.pids, p.pid())
-		c.urls = append(c.urls, "ws://"+addr+"/so")
-		c.pubURL = c.urls[0]
-		if err := p.waitHealthy(ctx); err != nil {
+	}
+	if o.cluster {
+		if err := c.waitHealthy(ctx, clusterHealthWait); err != nil {
 			c.stop()
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// natsArgs returns each node's NATS flags: none for one node; -nats-listen on the first and -nats on the
+// others for a shared NATS; -nats-cluster and the same -nats-routes on every member with -cluster.
+func natsArgs(o *options) ([][]string, error) {
+	args := make([][]string, o.nodes)
+	if o.nodes == 1 && !o.cluster {
+		return args, nil
+	}
+	addrs := make([]string, o.nodes)
+	routes := make([]string, o.nodes)
+	for i := range addrs {
+		a, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i], routes[i] = a, "nats://"+a
+	}
+	for i := range args {
+		switch {
+		case o.cluster:
+			args[i] = []string{"-nats-cluster", addrs[i], "-nats-routes", strings.Join(routes, ",")}
+		case i == 0:
+			args[i] = []string{"-nats-listen", addrs[0]}
+		default:
+			args[i] = []string{"-nats", routes[0]}
+		}
+	}
+	return args, nil
+}
+
+// startNode starts node i (counting from 0) with its own HTTP port, data folder and node id.
+func startNode(o *options, bins *binaries, bin, dir string, i int, natsFlags []string) (*proc, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	name := "rso-" + strconv.Itoa(i+1)
+	args := []string{"-addr", addr, "-data", filepath.Join(dir, name+"-data"), "-node-id", "bench-" + strconv.Itoa(i+1),
+		"-frames-per-second", strconv.FormatFloat(o.serverFPS, 'f', -1, 64)}
+	args = append(args, natsFlags...)
+	if o.replicas > 1 { // rso's default is 1
+		args = append(args, "-replicas", strconv.Itoa(o.replicas))
+	}
+	args = append(args, o.args...)
+	env := []string{"RSO_DEMOS=false"} // the demos' validation hooks are not part of what is measured
+	pprofAddr := ""
+	if bins.pprof && bins.given == "" {
+		if pprofAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		env = append(env, pprofEnv+"="+pprofAddr)
+	}
+	p, err := startProc(name, bin, args, env, filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	p.addr, p.pprofAddr = addr, pprofAddr
+	return p, nil
+}
+
+// waitHealthy waits for every process at once (cluster members become healthy together or not at all)
+// and reports each that did not.
+func (c *cluster) waitHealthy(ctx context.Context, limit time.Duration) error {
+	errs := make([]error, len(c.procs))
+	var wg sync.WaitGroup
+	for i, p := range c.procs {
+		wg.Go(func() { errs[i] = p.waitHealthy(ctx, limit) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // startHub starts this binary's barehub-serve as a separate process.
@@ -343,20 +400,27 @@ func startHub(ctx context.Context, o *options, dir string) (*cluster, error) {
 	}
 	p.addr, p.pprofAddr = addr, pprofAddr
 	c := &cluster{procs: []*proc{p}, pids: []int{p.pid()}, urls: []string{"ws://" + addr + hubSubPath}, pubURL: "ws://" + addr + hubPubPath}
-	if err := p.waitHealthy(ctx); err != nil {
+	if err := p.waitHealthy(ctx, healthWait); err != nil {
 		c.stop()
 		return nil, err
 	}
 	return c, nil
 }
 
-// stop stops every process, the first node last (the others use its NATS).
+// stop stops every process: on a shared NATS the first node last (the others use its NATS); cluster
+// members all at once, so that none is left waiting for a quorum the others have taken away.
 func (c *cluster) stop() error {
-	var errs []error
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		if err := c.procs[i].stop(); err != nil {
-			errs = append(errs, err)
+	errs := make([]error, len(c.procs))
+	if c.peers {
+		var wg sync.WaitGroup
+		for i, p := range c.procs {
+			wg.Go(func() { errs[i] = p.stop() })
 		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		errs[i] = c.procs[i].stop()
 	}
 	return errors.Join(errs...)
 }
