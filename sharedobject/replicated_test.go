@@ -1,7 +1,9 @@
 package sharedobject_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -102,11 +104,12 @@ func TestCompareAndSetOnThreeReplicas(t *testing.T) {
 				if done >= writesEach {
 					return
 				}
-				// A request that is answered unavailable or busy (a member died, leaders are being elected)
-				// is re-sent with the same id, as the protocol says: it is applied at most once.
+				// A request that is answered unavailable or busy (a member died, leaders are being elected),
+				// or not answered in time (it waits behind writes that wait for a new stream leader), is
+				// re-sent with the same id, as the protocol says: it is applied at most once.
 				id := fmt.Sprintf("w%d-%d", w, attempt)
 				ans, err := c.UpdateWithID(ctxT(t), id, obj, true, []client.Change{set("n", version, value+1)})
-				for retries := 0; err != nil && retries < 50 && (wireCode(err) == sharedobject.CodeUnavailable || wireCode(err) == sharedobject.CodeBusy); retries++ {
+				for retries := 0; err != nil && retries < 50 && retryable(err); retries++ {
 					ans, err = c.UpdateWithID(ctxT(t), id, obj, true, []client.Change{set("n", version, value+1)})
 				}
 				if err != nil {
@@ -144,6 +147,12 @@ func TestCompareAndSetOnThreeReplicas(t *testing.T) {
 			t.Fatalf("node %d: counter %d after %d commits (epochs seen %v, now %q)", i, got, commits, epochs, s.Epoch)
 		}
 	}
+}
+
+// retryable reports whether a write may be re-sent with the same id.
+func retryable(err error) bool {
+	code := wireCode(err)
+	return code == sharedobject.CodeUnavailable || code == sharedobject.CodeBusy || errors.Is(err, context.DeadlineExceeded)
 }
 
 func counterValue(s *client.Sync) int {
