@@ -348,10 +348,19 @@ func (s *Service) handle(ctx context.Context, c caller, frame []byte) []byte {
 	return out
 }
 
+// JetStream API errors that mean "not now": the same request may succeed when it is retried.
+const (
+	codeClusterNotAvailable = 10008 // no JetStream meta leader (a cluster without a quorum, or electing)
+	codeClusterNotLeader    = 10009 // the leader is changing
+	codeDuplicateInProcess  = 10158 // a resend whose original (same Nats-Msg-Id) is still being stored, e.g. without a quorum
+)
+
 // unavailable turns a failed call to NATS into the error a client can act on.
 func unavailable(what string, err error) *WireError {
+	var api *jetstream.APIError
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) {
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.As(err, &api) && (api.ErrorCode == codeClusterNotAvailable || api.ErrorCode == codeClusterNotLeader || api.ErrorCode == codeDuplicateInProcess) {
 		return wireErr(CodeUnavailable, "%s: %v; retry (same id)", what, err)
 	}
 	return wireErr(CodeInternal, "%s: %v", what, err)
