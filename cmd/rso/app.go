@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -438,6 +439,8 @@ func (m *Main) startNATS(ctx context.Context) error {
 		case errors.Is(err, nats.ErrAuthorization):
 			return fmt.Errorf("%v (the server refused the credentials: give what it expects with %s, %s or %s, or as nats://USER:PASSWORD@HOST in %s)",
 				err, c.label("nats-token"), c.label("nats-creds"), c.label("nats-nkey"), c.label("nats"))
+		case errors.As(err, new(x509.HostnameError)):
+			return fmt.Errorf("%v (the server's certificate must name the host in %s, as a DNS name or IP address)", err, c.label("nats"))
 		case errors.As(err, new(*tls.CertificateVerificationError)):
 			return fmt.Errorf("%v (give the CA that signed the server's certificate with %s)", err, c.label("nats-tls-ca"))
 		case err != nil:
@@ -523,9 +526,14 @@ func (m *Main) warnings() {
 		m.log.Warn("INSECURE: the embedded NATS accepts unauthenticated connections; anyone who can reach it can read and change all data. Set -nats-token.",
 			"nats_listen", c.NATSListen)
 	}
-	if c.NATSCluster != "" && !isLoopback(c.NATSCluster) && !c.NATSAuth.RouteAuthenticated() {
-		m.log.Warn("INSECURE: the embedded NATS accepts unauthenticated cluster routes; anyone who can reach the port can join the cluster and read and change all data. Set -nats-token or route TLS.",
+	if c.NATSCluster != "" && !isLoopback(c.NATSCluster) && c.NATSAuth.Token == "" {
+		m.log.Warn("INSECURE: the embedded NATS accepts unauthenticated cluster routes; anyone who can reach the port can join the cluster and read and change all data. Set -nats-token.",
 			"nats_cluster", c.NATSCluster)
+	}
+	offLoopback := c.NATSListen != "" && !isLoopback(c.NATSListen) || c.NATSCluster != "" && !isLoopback(c.NATSCluster)
+	if c.NATS == "" && offLoopback && c.NATSAuth.Token != "" && c.NATSAuth.TLS.Cert == "" {
+		m.log.Warn("the NATS token crosses the network in clear text: anyone who can watch the network can take it. Add -nats-tls-cert, -nats-tls-key and -nats-tls-ca.",
+			"nats_listen", c.NATSListen, "nats_cluster", c.NATSCluster)
 	}
 }
 
@@ -592,6 +600,10 @@ func (m *Main) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Retry-After", "1")
 	w.WriteHeader(http.StatusServiceUnavailable)
+	if r.URL.Path != "/healthz" {
+		fmt.Fprintln(w, "starting") // what it waits for is for operators: /healthz says it
+		return
+	}
 	fmt.Fprintf(w, "starting: %s\n", *m.starting.Load())
 }
 

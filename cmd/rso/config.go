@@ -353,15 +353,24 @@ func (c *Config) checkNATSAuth() error {
 		return fmt.Errorf("%s: TLS on the embedded NATS needs -nats-tls-cert and -nats-tls-key", c.label("nats-tls-ca"))
 	case !external && c.NATSCluster != "" && a.TLS.Cert != "" && a.TLS.CA == "":
 		return fmt.Errorf("%s with TLS needs -nats-tls-ca: the members verify each other's certificates against it", c.label("nats-cluster"))
+	case external && a.Creds != "" && a.NkeySeed != "":
+		return fmt.Errorf("%s and %s cannot be used together: a creds file holds its own nkey seed; give one", c.label("nats-creds"), c.label("nats-nkey"))
+	case !external && a.TLS.CA != "" && c.NATSCluster == "":
+		return fmt.Errorf("%s verifies the certificates of the other cluster members, and there is no -nats-cluster; the embedded NATS does not ask clients for certificates (they present -nats-token): drop it", c.label("nats-tls-ca"))
 	case !external && a.Token != "" && len(a.Token) < minSecretBytes:
 		return fmt.Errorf("%s is too short (%d bytes); use at least %d random bytes, e.g. the output of: openssl rand -hex 32", c.label("nats-token"), len(a.Token), minSecretBytes)
+	case !external && strings.HasPrefix(a.Token, "$2"):
+		// nats-server takes a password of this form for a bcrypt hash, and would refuse the token itself.
+		return fmt.Errorf("%s starts with \"$2\", which NATS reads as a bcrypt hash; use a random token, e.g. the output of: openssl rand -hex 32", c.label("nats-token"))
 	case c.Insecure:
 		return nil
 	case c.NATSListen != "" && !isLoopback(c.NATSListen) && a.Token == "":
 		return fmt.Errorf("%s %q is not a loopback address and there is no -nats-token, so anyone who can reach it could read and change all data past every token and hook: set -nats-token (or RSO_NATS_TOKEN) on every node, listen on 127.0.0.1, or add -insecure to allow it anyway",
 			c.label("nats-listen"), c.NATSListen)
-	case c.NATSCluster != "" && !isLoopback(c.NATSCluster) && !a.RouteAuthenticated():
-		return fmt.Errorf("%s %q is not a loopback address and the routes have no authentication, so anyone who can reach it could join the cluster and read and change all data: set -nats-token (or RSO_NATS_TOKEN) on every member, or TLS with -nats-tls-cert, -nats-tls-key and -nats-tls-ca, or add -insecure to allow it anyway",
+	case c.NATSCluster != "" && !isLoopback(c.NATSCluster) && a.Token == "":
+		// TLS alone is not enough: any certificate the CA ever signed would join, and a member's loopback
+		// client port would be open to every local user.
+		return fmt.Errorf("%s %q is not a loopback address and there is no -nats-token, so anyone who can reach it could join the cluster and read and change all data: set -nats-token (or RSO_NATS_TOKEN) on every member (and -nats-tls-cert, -nats-tls-key, -nats-tls-ca to encrypt the routes), or add -insecure to allow it anyway",
 			c.label("nats-cluster"), c.NATSCluster)
 	}
 	return nil

@@ -66,4 +66,10 @@ func TestRunNATSWithTokenAndTLS(t *testing.T) {
 		t.Errorf("without the CA: exit %d, want %d", code, exitFailure)
 	}
 	oneLine(t, noCA.out.String(), "certificate signed by unknown authority", "-nats-tls-ca")
+
+	typo := startRun(t, []string{"-addr", freeAddr(t), "-nats", natsURL, "-nats-tls-ca", ca.File + ".typo"}, env{"RSO_NATS_TOKEN": token})
+	if code := typo.exit(t); code != exitFailure {
+		t.Errorf("with a CA file that does not exist: exit %d, want %d", code, exitFailure)
+	}
+	oneLine(t, typo.out.String(), "TLS CA file "+ca.File+".typo: no such file or directory")
 }

@@ -90,10 +90,8 @@ func (c Credentials) secure(o *server.Options) error {
 		o.Authorization = c.Token
 		if o.Cluster.Port != 0 {
 			o.Cluster.Username, o.Cluster.Password = routeUser, c.Token
-			for _, r := range o.Routes {
-				if r.User == nil { // a route given with its own user keeps it
-					r.User = url.UserPassword(routeUser, c.Token)
-				}
+			for _, r := range o.Routes { // every member accepts only this user on its route port
+				r.User = url.UserPassword(routeUser, c.Token)
 			}
 		}
 	}
@@ -124,12 +122,6 @@ func (c Credentials) secure(o *server.Options) error {
 	routeTLS.RootCAs = routeTLS.ClientCAs
 	o.Cluster.TLSConfig, o.Cluster.TLSTimeout = routeTLS, tlsTimeout
 	return nil
-}
-
-// RouteAuthenticated reports whether the routes of a cluster member set up with c accept only members
-// that prove who they are: by the token, or by a certificate signed by the CA.
-func (c Credentials) RouteAuthenticated() bool {
-	return c.Token != "" || c.TLS.Cert != "" && c.TLS.CA != ""
 }
 
 // readable checks that a file named in the configuration can be read, so that a typo is reported
