@@ -414,7 +414,7 @@ func (w *casWriter) writeOne() bool {
 			w.refuseSaying(se.Code, se.Message, first)
 			switch se.Code {
 			case client.ErrCodeUnavailable, client.ErrCodeBusy, client.ErrCodeRateLimited:
-			case client.ErrCodeInternal: // a fault is no unexpected error: a bug, but the ledger still needs the answer
+			case client.ErrCodeInternal: // a bug (the test fails), but the ledger still needs the definite answer
 				w.problem("write %s refused: %v", id, se)
 			default:
 				w.problem("write %s refused: %v", id, se)
@@ -443,11 +443,11 @@ func (w *casWriter) writeOne() bool {
 	}
 }
 
-// answered records the definite answer to write id (next: the value it wrote).
+// gotAnswer records the definite answer to write id (next: the value it wrote).
 func (w *casWriter) gotAnswer(id string, s *client.Sync, next int64, attempt int, first time.Time) {
 	now, resent := time.Now(), attempt > 1
 	outcome := ""
-	other := ackRec{id: id, obj: w.obj, version: s.Version, resent: resent, attempts: attempt, firstSent: first, answered: now}
+	rec := ackRec{id: id, obj: w.obj, version: s.Version, resent: resent, attempts: attempt, firstSent: first, answered: now}
 	for _, e := range s.Changes {
 		if e.Name != counterSlot {
 			continue
@@ -455,7 +455,7 @@ func (w *casWriter) gotAnswer(id string, s *client.Sync, next int64, attempt int
 		outcome = e.Code
 		switch e.Code {
 		case client.CodeSuccess:
-			w.ack(ackRec{id: id, obj: w.obj, version: s.Version, resent: resent, attempts: attempt, firstSent: first, answered: now})
+			w.ack(rec)
 			if !resent { // a re-send's answer has the current version, not the commit's (1.6)
 				w.mu.Lock()
 				w.takeLocked(s.Epoch, s.Version, next)
@@ -467,7 +467,7 @@ func (w *casWriter) gotAnswer(id string, s *client.Sync, next int64, attempt int
 				w.problem("write %s rejected showing %s", id, e.Value)
 				break
 			}
-			w.answer(other)
+			w.answer(rec)
 			w.mu.Lock()
 			w.takeLocked(s.Epoch, s.Version, x)
 			w.mu.Unlock()
@@ -476,7 +476,7 @@ func (w *casWriter) gotAnswer(id string, s *client.Sync, next int64, attempt int
 		}
 	}
 	if outcome == "" { // a no-op: the counter already held the value
-		w.answer(other)
+		w.answer(rec)
 	}
 }
 
@@ -1075,6 +1075,7 @@ func startLoad(t *testing.T, c *rsoCluster) *load {
 	return l
 }
 
+// actors are the clients that make requests (all but the watchers).
 func (l *load) actors() []actor {
 	var a []actor
 	for _, w := range l.writers {
@@ -1088,9 +1089,6 @@ func (l *load) actors() []actor {
 	}
 	return a
 }
-
-// requesters are the actors that make requests (all but the watchers).
-func (l *load) requesters() []actor { return l.actors() }
 
 func (l *load) resume() {
 	if l.running {
@@ -1146,7 +1144,7 @@ func (l *load) closeAll() {
 
 func (l *load) ackCount() int {
 	n := 0
-	for _, a := range l.requesters() {
+	for _, a := range l.actors() {
 		acks, _, _ := a.stats().snapshot()
 		n += len(acks)
 	}
@@ -1170,7 +1168,7 @@ func (l *load) waitEach(what string, anyAnswer bool, ok func(ackRec) bool, more 
 	l.t.Helper()
 	waitFor(l.t, convergeWait+resolveWait, what, func() (bool, string) {
 		var waiting []string
-		for _, a := range l.requesters() {
+		for _, a := range l.actors() {
 			acks, refused, home := a.stats().snapshot()
 			if anyAnswer {
 				acks = a.stats().answered()
@@ -1232,7 +1230,7 @@ func (l *load) waitService(f *fault) {
 	l.t.Helper()
 	l.waitEach(f.name+": every client is served again", true, func(r ackRec) bool { return r.firstSent.After(f.downAt) }, nil)
 	f.service = time.Since(f.downAt)
-	for _, a := range l.requesters() {
+	for _, a := range l.actors() {
 		_, _, home := a.stats().snapshot()
 		if slices.Contains(f.downAddrs, home) {
 			l.t.Errorf("%s: %s is still on %s, which is down", f.name, a.stats().who, l.names[home])
@@ -1354,7 +1352,7 @@ func (o *outage) acked() int { return len(o.ackedRecs()) }
 
 func (o *outage) ackedRecs() []string {
 	var out []string
-	for _, a := range o.l.requesters() {
+	for _, a := range o.l.actors() {
 		acks, _, _ := a.stats().snapshot()
 		for _, r := range acks {
 			if o.during(r) {
@@ -1373,7 +1371,7 @@ func (l *load) waitRefused(o *outage, k int) {
 	l.t.Helper()
 	waitFor(l.t, resolveWait, "every client is refused while there is no quorum", func() (bool, string) {
 		var waiting []string
-		for _, a := range l.requesters() {
+		for _, a := range l.actors() {
 			_, refused, home := a.stats().snapshot()
 			n := 0
 			for _, r := range refused {
