@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
 // The server-side API: backends read and change objects over NATS request-reply on rso.api.<op>, served by
@@ -141,7 +142,7 @@ func (n *Node) handleAPI(op string, data []byte) apiReply {
 		if args[0] != '[' {
 			return apiReply{Error: wireErr(CodeBadFrame, "\"args\" must be a JSON array")}
 		}
-		r.msg = &Message{User: req.From, Handler: req.Handler, Args: args}
+		r.msg = &model.Message{User: req.From, Handler: req.Handler, Args: args}
 	case "clear":
 		r.clear = true
 	case "lock":
@@ -152,7 +153,7 @@ func (n *Node) handleAPI(op string, data []byte) apiReply {
 		if ttl > maxLockTTL {
 			return apiReply{Error: wireErr(CodeBadFrame, "ttl_ms %d is longer than %d; unlock and lock again instead", req.TTLms, maxLockTTL.Milliseconds())}
 		}
-		r.lock = &LockState{ID: randomID(9), Until: time.Now().Add(ttl).UnixMilli()}
+		r.lock = &model.LockState{ID: randomID(9), Until: time.Now().Add(ttl).UnixMilli()}
 	}
 	version, err := o.submit(ctx, r)
 	if err != nil {
@@ -170,8 +171,8 @@ func (n *Node) handleAPI(op string, data []byte) apiReply {
 }
 
 // apiChanges turns a request's set and delete into changes, checked like a client's.
-func apiChanges(req *apiRequest, lim *Limits) ([]Change, *WireError) {
-	var changes []Change
+func apiChanges(req *apiRequest, lim *Limits) ([]model.Change, *WireError) {
+	var changes []model.Change
 	for name, v := range req.Set {
 		if !validName(name, lim.MaxNameBytes) {
 			return nil, wireErr(CodeBadName, "slot name %q must be 1 to %d bytes without spaces or control characters", clip(name), lim.MaxNameBytes)
@@ -180,15 +181,15 @@ func apiChanges(req *apiRequest, lim *Limits) ([]Change, *WireError) {
 		if len(v) > lim.MaxValueBytes {
 			return nil, wireErr(CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", name, len(v), lim.MaxValueBytes)
 		}
-		changes = append(changes, Change{Name: name, Value: v})
+		changes = append(changes, model.Change{Name: name, Value: v})
 	}
 	// Maps have no order; sorted changes make the events (and tests) deterministic.
-	slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(changes, func(a, b model.Change) int { return strings.Compare(a.Name, b.Name) })
 	for _, name := range req.Delete {
 		if _, dup := req.Set[name]; dup || !validName(name, lim.MaxNameBytes) {
 			return nil, wireErr(CodeBadName, "slot %q to delete is invalid or also set", clip(name))
 		}
-		changes = append(changes, Change{Name: name, Delete: true})
+		changes = append(changes, model.Change{Name: name, Delete: true})
 	}
 	return changes, nil
 }

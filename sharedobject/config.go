@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
 // Limits bound what one client may do. Zero values are replaced by the defaults in DefaultLimits.
@@ -92,7 +93,7 @@ func (c *Config) withDefaults() error {
 		c.ResyncWindow = 1000
 	}
 	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = DefaultDuplicateWindow
+		c.DuplicateWindow = model.DefaultDuplicateWindow
 	}
 	if c.TempGrace == 0 {
 		c.TempGrace = 5 * time.Second

@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
 // Error codes sent in error frames (docs/PROTOCOL.md §1.7). They are part of the protocol: never rename one.
@@ -52,7 +53,7 @@ type clientFrame struct {
 	id         string
 	version    uint64
 	epoch      string
-	changes    []Change
+	changes    []model.Change
 	handler    string
 	args       []byte
 }
@@ -144,11 +145,11 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *WireError)
 	return f, werr
 }
 
-func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]Change, *WireError) {
+func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, *WireError) {
 	if !list.IsArray() {
 		return nil, wireErr(CodeBadFrame, "update needs \"changes\": a non-empty array of {\"name\",\"base\",\"value\"} or {\"name\",\"base\",\"delete\":true}")
 	}
-	var out []Change
+	var out []model.Change
 	var werr *WireError
 	seen := map[string]bool{}
 	list.ForEach(func(_, item gjson.Result) bool {
@@ -160,7 +161,7 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]Change, *WireE
 			werr = wireErr(CodeBadFrame, "changes[%d] must be an object", len(out))
 			return false
 		}
-		var c Change
+		var c model.Change
 		var value gjson.Result
 		haveBase := false
 		item.ForEach(func(key, v gjson.Result) bool {
@@ -259,7 +260,7 @@ func beginSync(obj string, persistent bool, epoch string, version uint64, id str
 	b = append(b, `,"epoch":`...)
 	b = jsonx.AppendString(b, epoch)
 	b = append(b, `,"version":`...)
-	b = appendUint(b, version)
+	b = jsonx.AppendUint(b, version)
 	if id != "" {
 		b = append(b, `,"id":`...)
 		b = jsonx.AppendString(b, id)
@@ -279,7 +280,7 @@ func (s *syncFrame) clear() {
 	s.b = append(s.b, `{"code":"clear"}`...)
 }
 
-func (s *syncFrame) event(e Event) {
+func (s *syncFrame) event(e model.Event) {
 	s.sep()
 	s.b = append(s.b, `{"code":"`...)
 	s.b = append(s.b, e.Code...)
@@ -318,7 +319,7 @@ func (s *syncFrame) reject(name string, value []byte, exists bool, reason string
 
 func (s *syncFrame) end() []byte { return append(s.b, "]}"...) }
 
-func messageFrame(obj string, persistent bool, m *Message) []byte {
+func messageFrame(obj string, persistent bool, m *model.Message) []byte {
 	b := make([]byte, 0, 128+len(m.Args))
 	b = appendObjHeader(b, "message", obj, persistent)
 	b = append(b, `,"handler":`...)

@@ -189,7 +189,7 @@ func (o *object) hookRequestLocked(r *writeReq) []byte {
 	b = append(b, `,"user":`...)
 	b = jsonx.AppendString(b, r.user)
 	b = append(b, `,"version":`...)
-	b = appendUint(b, o.state.Version)
+	b = jsonx.AppendUint(b, o.state.Version)
 	b = append(b, `,"changes":[`...)
 	for i, c := range r.changes {
 		if i > 0 {
@@ -198,7 +198,7 @@ func (o *object) hookRequestLocked(r *writeReq) []byte {
 		b = append(b, `{"name":`...)
 		b = jsonx.AppendString(b, c.Name)
 		b = append(b, `,"base":`...)
-		b = appendUint(b, c.Base)
+		b = jsonx.AppendUint(b, c.Base)
 		if c.Delete {
 			b = append(b, `,"delete":true`...)
 		} else {

@@ -5,9 +5,7 @@ import (
 	"unicode/utf8"
 )
 
-// Number appenders and name checks for frames and log entries; strings go through internal/jsonx.
-
-func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
+// The boolean appender and name checks of frames; strings and numbers go through internal/jsonx.
 
 func appendBool(b []byte, v bool) []byte { return strconv.AppendBool(b, v) }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/ids"
+	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
 // Names of what the service keeps in NATS (docs/PROTOCOL.md §2).
@@ -37,6 +38,8 @@ const (
 	// snapshotOverhead is the room a snapshot needs beyond the object's bytes and its remembered requests
 	// (versions, quoting, tombstones).
 	snapshotOverhead = 256 << 10
+	// maxRememberedBytes caps the default bound of an object's memory of request ids.
+	maxRememberedBytes = 4 << 20
 	// maxAPIHandlers bounds the server-API requests one node works on at once; more are answered busy.
 	maxAPIHandlers = 256
 	// catchUpRetry bounds the wait between attempts to refill the replicas after a NATS reconnect.
@@ -312,8 +315,15 @@ func (n *Node) resetStream(stream string) {
 }
 
 // newState is an empty replica with this node's at-most-once settings.
-func (n *Node) newState() *State {
-	return NewStateWith(n.cfg.DuplicateWindow, n.cfg.Limits.MaxRememberedBytes)
+// rememberedBudget is the default bound of an object's memory: what a snapshot can carry (base64, 4/3 of
+// the bytes) beside a full object and the room kept for its other parts, under NATS's max_payload.
+func rememberedBudget(maxPayload int64, maxObjectBytes int) int {
+	room := (maxPayload - int64(maxObjectBytes) - snapshotOverhead) * 3 / 4
+	return int(max(min(room, maxRememberedBytes), 0))
+}
+
+func (n *Node) newState() *model.State {
+	return model.NewStateWith(n.cfg.DuplicateWindow, n.cfg.Limits.MaxRememberedBytes)
 }
 
 func (n *Node) streamFor(persistent bool) string {
@@ -496,7 +506,7 @@ func (n *Node) vanishIfUnused(o *object) {
 	if base == 0 {
 		return
 	}
-	n.publishOpts(ctx, o.subject, resetEntry, base, true, resetTTL)
+	n.publishOpts(ctx, o.subject, model.ResetEntry, base, true, resetTTL)
 }
 
 // nodeAlive tells whether a node's heartbeat key is live, read through the bucket's stream leader: a replica

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rso-server/rso/internal/wsconn"
+	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
 // object is this node's replica of one shared object: the state rebuilt from the object's log, the local
@@ -34,7 +35,7 @@ type object struct {
 	catching sync.Mutex
 
 	mu       sync.Mutex
-	state    *State
+	state    *model.State
 	seq      uint64 // stream sequence of the last applied entry
 	subs     map[*session]struct{}
 	users    int // subscribed sessions plus API calls in progress; 0 starts the grace timer
@@ -216,14 +217,14 @@ func (o *object) catchUp(ctx context.Context) error {
 }
 
 func (o *object) applyDataLocked(seq uint64, data []byte) {
-	e, err := decodeEntry(data)
+	e, err := model.DecodeEntry(data)
 	if err != nil {
 		o.node.log.Error("skipping malformed log entry", "obj", o.key.name, "seq", seq, "err", err)
 		o.seq = seq
 		return
 	}
 	o.applyLocked(seq, e)
-	if e.snap != nil {
+	if e.Snap != nil {
 		o.logBytes, o.snapBytes = 0, len(data)
 	} else {
 		o.logBytes += len(data)
@@ -231,51 +232,51 @@ func (o *object) applyDataLocked(seq uint64, data []byte) {
 }
 
 // applyLocked applies one entry and tells the local subscribers.
-func (o *object) applyLocked(seq uint64, e *entry) {
+func (o *object) applyLocked(seq uint64, e *model.Entry) {
 	o.seq = seq
 	o.snapshotAt++
-	o.state.Advance(e.ts)
+	o.state.Advance(e.TS)
 	switch {
-	case e.reset:
+	case e.Reset:
 		o.resetLocked(seq)
 		return
-	case e.snap != nil:
+	case e.Snap != nil:
 		o.snapshotAt = 0
-		if e.snap.Epoch == o.state.Epoch && e.snap.Version == o.state.Version {
+		if e.Snap.Epoch == o.state.Epoch && e.Snap.Version == o.state.Version {
 			return // the snapshot is our own state rolled up
 		}
 		old := o.state
-		o.state = e.snap
-		o.state.mem.window, o.state.mem.budget = o.node.cfg.DuplicateWindow.Milliseconds(), o.node.cfg.Limits.MaxRememberedBytes
+		o.state = e.Snap
+		o.state.SetMemoryBounds(o.node.cfg.DuplicateWindow, o.node.cfg.Limits.MaxRememberedBytes)
 		o.resyncSubsLocked(old.Epoch, old.Version)
 		o.wakeWritersLocked()
 		return
 	}
-	for _, op := range e.ops {
+	for _, op := range e.Ops {
 		switch {
-		case op.commit != nil:
-			o.applyCommitLocked(op.commit)
-		case op.msg != nil:
-			if op.msg.ID != "" {
-				o.state.RememberMessage(op.msg)
+		case op.Commit != nil:
+			o.applyCommitLocked(op.Commit)
+		case op.Msg != nil:
+			if op.Msg.ID != "" {
+				o.state.RememberMessage(op.Msg)
 			}
-			f := wsconn.NewShared(messageFrame(o.key.name, o.key.persistent, op.msg))
+			f := wsconn.NewShared(messageFrame(o.key.name, o.key.persistent, op.Msg))
 			for s := range o.subs {
 				s.sendShared(f)
 			}
-		case op.lock != nil:
-			o.state.Lock = *op.lock
+		case op.Lock != nil:
+			o.state.Lock = *op.Lock
 			o.wakeWritersLocked()
 		default:
-			if o.state.Lock.ID == op.unlock {
-				o.state.Lock = LockState{}
+			if o.state.Lock.ID == op.Unlock {
+				o.state.Lock = model.LockState{}
 			}
 			o.wakeWritersLocked()
 		}
 	}
 }
 
-func (o *object) applyCommitLocked(c *Commit) {
+func (o *object) applyCommitLocked(c *model.Commit) {
 	if c.Version != o.state.Version+1 {
 		o.node.log.Warn("log entry out of version order", "obj", o.key.name, "have", o.state.Version, "got", c.Version)
 		o.versionGap = true
@@ -347,7 +348,7 @@ func (o *object) resyncSubsLocked(epoch string, version uint64) {
 func (o *object) syncFrameLocked(epoch string, version uint64, known bool, id string) []byte {
 	st := o.state
 	f := beginSync(o.key.name, o.key.persistent, st.Epoch, st.Version, id)
-	var events []Event
+	var events []model.Event
 	full := true
 	if known {
 		events, full = st.Delta(epoch, version, o.node.cfg.ResyncWindow)
@@ -355,7 +356,7 @@ func (o *object) syncFrameLocked(epoch string, version uint64, known bool, id st
 	if full {
 		f.clear()
 		st.Slots(func(name string, value []byte, _ uint64) {
-			f.event(Event{Code: "change", Name: name, Value: value})
+			f.event(model.Event{Code: "change", Name: name, Value: value})
 		})
 	} else {
 		for _, ev := range events {

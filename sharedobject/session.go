@@ -16,6 +16,7 @@ import (
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/jsonx"
 	"github.com/rso-server/rso/internal/wsconn"
+	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
 const (
@@ -213,7 +214,7 @@ func (s *session) handle(raw []byte) {
 		}
 		r := &writeReq{sess: s, id: f.id, epoch: f.epoch, user: s.ident.User, changes: f.changes}
 		if f.op == "send" {
-			r = &writeReq{sess: s, msg: &Message{ID: f.id, Origin: s.origin, User: s.ident.User, Handler: f.handler, Args: f.args}}
+			r = &writeReq{sess: s, msg: &model.Message{ID: f.id, Origin: s.origin, User: s.ident.User, Handler: f.handler, Args: f.args}}
 		}
 		o.enqueue(r)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
 // The write path. Every change to an object, from a client or from a backend, goes through its node's
@@ -25,13 +27,13 @@ type writeReq struct {
 	id       string
 	epoch    string // the epoch the client's bases belong to ("" = unknown: bases alone decide)
 	user     string
-	changes  []Change
+	changes  []model.Change
 	force    bool // server-side: no base-version check
 	clear    bool
-	msg      *Message
-	lock     *LockState // acquire a lock (server-side)
-	holds    string     // server-side write made under this lock: may pass it
-	unlockID string     // release this lock once the write is committed
+	msg      *model.Message
+	lock     *model.LockState // acquire a lock (server-side)
+	holds    string           // server-side write made under this lock: may pass it
+	unlockID string           // release this lock once the write is committed
 	retries  int
 	version  uint64 // the version its commit reached (or the object's, when it committed nothing)
 	done     chan writeResult
@@ -142,14 +144,14 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 		}
 		o.mu.Lock()
 	}
-	ts := max(time.Now().UnixMilli(), o.state.mem.lastTS)
+	ts := max(time.Now().UnixMilli(), o.state.Clock())
 	ops, pending := o.draftLocked(reqs, verdicts, ts)
 	base := o.seq
 	o.mu.Unlock()
 	if len(ops) == 0 {
 		return false
 	}
-	data := encodeEntry(ts, ops)
+	data := model.EncodeEntry(ts, ops)
 	seq, err := o.node.publish(o.node.ctx, o.subject, data, base, false)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -157,7 +159,7 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 	case err == nil:
 		o.logBytes += len(data)
 		if o.seq == base {
-			o.applyLocked(seq, &entry{ts: ts, ops: ops})
+			o.applyLocked(seq, &model.Entry{TS: ts, Ops: ops})
 		}
 		for _, r := range pending {
 			if r.done != nil {
@@ -217,7 +219,7 @@ func (o *object) aheadLocked(reqs []*writeReq) bool {
 // draftLocked judges each write against the replica plus the writes before it in this group. Writes that
 // need no commit (all rejected, no-ops, duplicates, errors) are answered at once; the others become ops
 // of the entry stamped ts.
-func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64) (ops []op, pending []*writeReq) {
+func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64) (ops []model.Op, pending []*writeReq) {
 	st := o.state
 	d := st.NewDraft()
 	lim := &o.node.cfg.Limits
@@ -228,7 +230,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 	defer func() { o.wq = append(deferred, o.wq...) }()
 	// remember checks that a request with an id can be remembered for the whole duplicate window.
 	remember := func(r *writeReq, key uint64, size int) bool {
-		if !st.mem.wouldFit(memBytes+size, ts) {
+		if !st.HasRoom(memBytes+size, ts) {
 			o.answerErrLocked(r, wireErr(CodeBusy, "object %q remembers %d bytes of request ids from the last %s (max_remembered_bytes); retry the request with the same id shortly",
 				o.key.name, lim.MaxRememberedBytes, o.node.cfg.DuplicateWindow))
 			return false
@@ -240,12 +242,12 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 		if r.msg != nil {
 			m := r.msg
 			if m.ID != "" {
-				key, fp := requestKey(m.User, m.ID), messageFingerprint(m.Handler, m.Args)
+				key, fp := model.RequestKey(m.User, m.ID), model.MessageFingerprint(m.Handler, m.Args)
 				prev, inThis := inGroup[key]
-				if rec := st.mem.lookup(key); rec != nil {
-					prev, inThis = rec.fp, true
+				if rec := st.Recall(key); rec != nil {
+					prev, inThis = rec.FP(), true
 				}
-				committed := st.mem.lookup(key) != nil
+				committed := st.Recall(key) != nil
 				switch {
 				case inThis && prev != 0 && prev != fp:
 					o.answerErrLocked(r, idReused(m.ID, o.key.name))
@@ -258,18 +260,18 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 					deferred = append(deferred, r) // its original is in this entry, not stored yet
 					continue
 				}
-				if !remember(r, key, recordBytes) {
+				if !remember(r, key, model.RecordBytes) {
 					continue
 				}
 				inGroup[key] = fp
 			}
-			ops = append(ops, op{msg: m})
+			ops = append(ops, model.Op{Msg: m})
 			r.version = d.Version()
 			pending = append(pending, r)
 			continue
 		}
 		if r.lock != nil {
-			ops = append(ops, op{lock: r.lock})
+			ops = append(ops, model.Op{Lock: r.lock})
 			r.version = d.Version()
 			pending = append(pending, r)
 			continue
@@ -280,12 +282,12 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 		}
 		var key, fp uint64
 		if r.id != "" {
-			key, fp = requestKey(r.user, r.id), updateFingerprint(r.changes)
-			if rec := st.mem.lookup(key); rec != nil {
-				if rec.fp != 0 && rec.fp != fp {
+			key, fp = model.RequestKey(r.user, r.id), model.UpdateFingerprint(r.changes)
+			if rec := st.Recall(key); rec != nil {
+				if rec.FP() != 0 && rec.FP() != fp {
 					o.answerErrLocked(r, idReused(r.id, o.key.name))
 				} else {
-					o.answerDuplicateLocked(r, rec.committedNames(r.changes))
+					o.answerDuplicateLocked(r, rec.CommittedNames(r.changes))
 				}
 				continue
 			}
@@ -302,13 +304,13 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			o.answerErrLocked(r, werr)
 			continue
 		}
-		var outcomes []Outcome
+		var outcomes []model.Outcome
 		if !r.clear {
 			outcomes = d.Judge(r.changes, r.force)
 			if r.epoch != "" && r.epoch != st.Epoch {
 				// The bases were versions of an earlier life of the object: none of them can be trusted.
 				for j := range outcomes {
-					outcomes[j] = Rejected
+					outcomes[j] = model.Rejected
 				}
 			} else if !r.force && rejectedByDraft(st, r.changes, outcomes) {
 				// Refused only because of a write before it in this entry, which may still lose to another
@@ -318,23 +320,23 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			}
 		}
 		if r.id != "" {
-			if !remember(r, key, recordBytes+(len(r.changes)+7)/8) {
+			if !remember(r, key, model.RecordBytes+(len(r.changes)+7)/8) {
 				continue
 			}
 			inGroup[key] = fp
 		}
-		var c *Commit
+		var c *model.Commit
 		var rejects []rejectNote
 		if r.clear {
 			c = d.AddClear()
 		} else {
 			for j, ch := range r.changes {
 				reason := ""
-				if outcomes[j] == Rejected {
+				if outcomes[j] == model.Rejected {
 					reason = "conflict"
 				} else if verdicts != nil && i == 0 {
 					if why, ok := verdicts.reject[ch.Name]; ok {
-						outcomes[j], reason = Rejected, why
+						outcomes[j], reason = model.Rejected, why
 					}
 				}
 				if reason != "" {
@@ -352,14 +354,14 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			}
 			c = d.Add(r.changes, outcomes)
 			if c != nil && r.id != "" {
-				c.FP, c.Mask = fp, commitMask(outcomes)
+				c.FP, c.Mask = fp, model.CommitMask(outcomes)
 			}
 		}
 		if c == nil {
 			r.version = d.Version()
 			o.answerNothingLocked(r, rejects)
 			if r.unlockID != "" {
-				ops = append(ops, op{unlock: r.unlockID})
+				ops = append(ops, model.Op{Unlock: r.unlockID})
 				pending = append(pending, r)
 			}
 			continue
@@ -374,9 +376,9 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			o.awaiting[c.Origin+"\x00"+r.id] = &pendingReply{sess: r.sess, rejects: rejects}
 		}
 		r.version = c.Version
-		ops = append(ops, op{commit: c})
+		ops = append(ops, model.Op{Commit: c})
 		if r.unlockID != "" {
-			ops = append(ops, op{unlock: r.unlockID})
+			ops = append(ops, model.Op{Unlock: r.unlockID})
 		}
 		pending = append(pending, r)
 	}
@@ -385,9 +387,9 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 
 // rejectedByDraft reports whether a change was rejected although the committed state would take it: the
 // slot was changed by an earlier write of the same entry.
-func rejectedByDraft(st *State, changes []Change, outcomes []Outcome) bool {
+func rejectedByDraft(st *model.State, changes []model.Change, outcomes []model.Outcome) bool {
 	for i, c := range changes {
-		if outcomes[i] != Rejected {
+		if outcomes[i] != model.Rejected {
 			continue
 		}
 		if _, v, _ := st.Get(c.Name); v <= c.Base {
@@ -485,7 +487,7 @@ func (o *object) forgetLocked(reqs []*writeReq) {
 // another writer is harmless: a later commit tries again.
 func (o *object) snapshot() {
 	o.mu.Lock()
-	data, base := encodeSnapshot(o.state), o.seq
+	data, base := model.EncodeSnapshot(o.state), o.seq
 	o.snapshotAt, o.logBytes, o.snapBytes = 0, 0, len(data)
 	o.mu.Unlock()
 	seq, err := o.node.publish(o.node.ctx, o.subject, data, base, true)

@@ -5,10 +5,14 @@ package jsonx
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
+
+// AppendUint appends v in plain digits.
+func AppendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
 
 const hexDigits = "0123456789abcdef"
 

@@ -1,4 +1,4 @@
-package sharedobject
+package model
 
 import (
 	"testing"
@@ -33,15 +33,15 @@ func TestRequestIDsExpireByTheLogsClock(t *testing.T) {
 }
 
 func TestRequestMemoryRoomCountsWhatExpires(t *testing.T) {
-	m := newRequestMemory(time.Second, 3*recordBytes)
+	m := newRequestMemory(time.Second, 3*RecordBytes)
 	for i := range 3 {
 		m.advance(int64(1000 + i))
-		m.add(&remembered{key: uint64(i + 1), fp: 1})
+		m.add(&Record{key: uint64(i + 1), fp: 1})
 	}
-	if m.wouldFit(recordBytes, 1500) {
+	if m.wouldFit(RecordBytes, 1500) {
 		t.Fatal("a full memory of live ids has room")
 	}
-	if !m.wouldFit(recordBytes, 2001) || m.wouldFit(2*recordBytes, 2001) {
+	if !m.wouldFit(RecordBytes, 2001) || m.wouldFit(2*RecordBytes, 2001) {
 		t.Fatal("room once the oldest id expires is not one record")
 	}
 }
@@ -56,11 +56,11 @@ func TestSnapshotReplicaForgetsLikeTheLiveOne(t *testing.T) {
 	}
 	commit(live, 1000, "new1", 5)
 	commit(live, 1500, "old1", 0) // written by a node of the previous version
-	e, err := decodeEntry(encodeSnapshot(live))
+	e, err := DecodeEntry(EncodeSnapshot(live))
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded := e.snap
+	loaded := e.Snap
 	loaded.mem.window, loaded.mem.budget = live.mem.window, live.mem.budget
 	for _, s := range []*State{live, loaded} {
 		commit(s, 2200, "later", 6)

@@ -1,4 +1,4 @@
-package sharedobject
+package model
 
 import (
 	"encoding/base64"
@@ -34,35 +34,37 @@ type Message struct {
 	Args    []byte // a JSON array
 }
 
-type entry struct {
-	ts    int64 // unix ms; 0 in entries written before timestamps
-	ops   []op
-	snap  *State
-	reset bool
+// Entry is one decoded log entry: operations, a snapshot, or a reset.
+type Entry struct {
+	TS    int64 // unix ms; 0 in entries written before timestamps
+	Ops   []Op
+	Snap  *State
+	Reset bool
 }
 
-// op is one operation of an entry; exactly one field is set.
-type op struct {
-	commit *Commit
-	msg    *Message
-	lock   *LockState // acquire
-	unlock string     // release the lock with this id
+// Op is one operation of an entry; exactly one field is set.
+type Op struct {
+	Commit *Commit
+	Msg    *Message
+	Lock   *LockState // acquire
+	Unlock string     // release the lock with this id
 }
 
-func encodeEntry(ts int64, ops []op) []byte {
+// EncodeEntry writes the entry of ops, stamped ts.
+func EncodeEntry(ts int64, ops []Op) []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, `{"ts":`...)
-	b = appendUint(b, uint64(ts))
+	b = jsonx.AppendUint(b, uint64(ts))
 	b = append(b, `,"ops":[`...)
 	for i, o := range ops {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		switch {
-		case o.commit != nil:
-			c := o.commit
+		case o.Commit != nil:
+			c := o.Commit
 			b = append(b, `{"t":"c","v":`...)
-			b = appendUint(b, c.Version)
+			b = jsonx.AppendUint(b, c.Version)
 			b = appendField(b, "e", c.Epoch)
 			b = appendField(b, "id", c.ID)
 			b = appendField(b, "o", c.Origin)
@@ -95,8 +97,8 @@ func encodeEntry(ts int64, ops []op) []byte {
 				b = appendStrings(b, c.Deletes)
 			}
 			b = append(b, '}')
-		case o.msg != nil:
-			m := o.msg
+		case o.Msg != nil:
+			m := o.Msg
 			b = append(b, `{"t":"m"`...)
 			b = appendField(b, "id", m.ID)
 			b = appendField(b, "o", m.Origin)
@@ -105,15 +107,15 @@ func encodeEntry(ts int64, ops []op) []byte {
 			b = append(b, `,"a":`...)
 			b = append(b, m.Args...)
 			b = append(b, '}')
-		case o.lock != nil:
+		case o.Lock != nil:
 			b = append(b, `{"t":"l","lock":`...)
-			b = jsonx.AppendString(b, o.lock.ID)
+			b = jsonx.AppendString(b, o.Lock.ID)
 			b = append(b, `,"until":`...)
-			b = appendUint(b, uint64(o.lock.Until))
+			b = jsonx.AppendUint(b, uint64(o.Lock.Until))
 			b = append(b, '}')
 		default:
 			b = append(b, `{"t":"u","lock":`...)
-			b = jsonx.AppendString(b, o.unlock)
+			b = jsonx.AppendString(b, o.Unlock)
 			b = append(b, '}')
 		}
 	}
@@ -141,16 +143,17 @@ func appendStrings(b []byte, list []string) []byte {
 	return append(b, ']')
 }
 
-func encodeSnapshot(s *State) []byte {
+// EncodeSnapshot writes a snapshot entry of s, which rolls the log up.
+func EncodeSnapshot(s *State) []byte {
 	b := make([]byte, 0, 64+s.bytes+len(s.slots)*16)
 	b = append(b, `{"snap":{"e":`...)
 	b = jsonx.AppendString(b, s.Epoch)
 	b = append(b, `,"v":`...)
-	b = appendUint(b, s.Version)
+	b = jsonx.AppendUint(b, s.Version)
 	b = append(b, `,"h":`...)
-	b = appendUint(b, s.horizon)
+	b = jsonx.AppendUint(b, s.horizon)
 	b = append(b, `,"ts":`...)
-	b = appendUint(b, uint64(s.mem.lastTS))
+	b = jsonx.AppendUint(b, uint64(s.mem.lastTS))
 	b = append(b, `,"slots":[`...)
 	first := true
 	s.Slots(func(name string, value []byte, version uint64) {
@@ -161,7 +164,7 @@ func encodeSnapshot(s *State) []byte {
 		b = append(b, '[')
 		b = jsonx.AppendString(b, name)
 		b = append(b, ',')
-		b = appendUint(b, version)
+		b = jsonx.AppendUint(b, version)
 		b = append(b, ',')
 		b = append(b, value...)
 		b = append(b, ']')
@@ -176,7 +179,7 @@ func encodeSnapshot(s *State) []byte {
 		b = append(b, '[')
 		b = jsonx.AppendString(b, name)
 		b = append(b, ',')
-		b = appendUint(b, v)
+		b = jsonx.AppendUint(b, v)
 		b = append(b, ']')
 	}
 	b = append(b, `],"req":`...)
@@ -194,27 +197,28 @@ func encodeSnapshot(s *State) []byte {
 		b = append(b, '[')
 		b = jsonx.AppendString(b, r.id)
 		b = append(b, ',')
-		b = appendUint(b, r.version)
+		b = jsonx.AppendUint(b, r.version)
 		b = append(b, ',')
 		b = appendStrings(b, r.names)
 		b = append(b, ',')
 		b = jsonx.AppendString(b, r.user)
 		b = append(b, ',')
-		b = appendUint(b, uint64(r.ts))
+		b = jsonx.AppendUint(b, uint64(r.ts))
 		b = append(b, ']')
 	}
 	b = append(b, `],"lock":[`...)
 	b = jsonx.AppendString(b, s.Lock.ID)
 	b = append(b, ',')
-	b = appendUint(b, uint64(s.Lock.Until))
+	b = jsonx.AppendUint(b, uint64(s.Lock.Until))
 	return append(b, "]}}"...)
 }
 
-var resetEntry = []byte(`{"reset":true}`)
+// ResetEntry ends an object's epoch.
+var ResetEntry = []byte(`{"reset":true}`)
 
-// decodeEntry reads a log entry. Entries are written only by nodes, but the stream is reachable by anyone
+// DecodeEntry reads a log entry. Entries are written only by nodes, but the stream is reachable by anyone
 // with NATS access, so a malformed entry is an error, never a panic.
-func decodeEntry(data []byte) (*entry, error) {
+func DecodeEntry(data []byte) (*Entry, error) {
 	if !gjson.ValidBytes(data) {
 		return nil, fmt.Errorf("log entry is not valid JSON")
 	}
@@ -224,17 +228,17 @@ func decodeEntry(data []byte) (*entry, error) {
 	data = utf8x.Repair(data)
 	root := gjson.ParseBytes(data)
 	if root.Get("reset").Bool() {
-		return &entry{reset: true}, nil
+		return &Entry{Reset: true}, nil
 	}
 	if snap := root.Get("snap"); snap.Exists() {
 		s, err := decodeSnapshot(data, snap)
-		return &entry{snap: s}, err
+		return &Entry{Snap: s}, err
 	}
 	ops := root.Get("ops")
 	if !ops.IsArray() {
 		return nil, fmt.Errorf("log entry has neither ops, snap nor reset")
 	}
-	e := &entry{ts: root.Get("ts").Int()}
+	e := &Entry{TS: root.Get("ts").Int()}
 	var err error
 	ops.ForEach(func(_, o gjson.Result) bool {
 		switch o.Get("t").Str {
@@ -263,21 +267,21 @@ func decodeEntry(data []byte) (*entry, error) {
 				c.Deletes = append(c.Deletes, n.Str)
 				return true
 			})
-			e.ops = append(e.ops, op{commit: c})
+			e.Ops = append(e.Ops, Op{Commit: c})
 		case "m":
 			args := o.Get("a")
 			if !args.IsArray() {
 				err = fmt.Errorf("log entry has a message without args")
 				return false
 			}
-			e.ops = append(e.ops, op{msg: &Message{
+			e.Ops = append(e.Ops, Op{Msg: &Message{
 				ID: o.Get("id").Str, Origin: o.Get("o").Str, User: o.Get("u").Str,
 				Handler: o.Get("h").Str, Args: jsonx.RawBytes(data, args),
 			}})
 		case "l":
-			e.ops = append(e.ops, op{lock: &LockState{ID: o.Get("lock").Str, Until: o.Get("until").Int()}})
+			e.Ops = append(e.Ops, Op{Lock: &LockState{ID: o.Get("lock").Str, Until: o.Get("until").Int()}})
 		case "u":
-			e.ops = append(e.ops, op{unlock: o.Get("lock").Str})
+			e.Ops = append(e.Ops, Op{Unlock: o.Get("lock").Str})
 		default:
 			err = fmt.Errorf("log entry has an unknown op %q", o.Get("t").Str)
 		}

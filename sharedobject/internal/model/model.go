@@ -1,14 +1,14 @@
-package sharedobject
+// Package model is the pure model of one shared object: its slots, versions, tombstones, the rules that
+// accept or reject a change, the memory of committed request ids (at-most-once) and the encoding of the
+// object's log entries. It does no I/O; every replica applies the same commits in the same order and so
+// reaches the same state.
+package model
 
 import (
 	"bytes"
 	"sort"
 	"time"
 )
-
-// This file is the pure model of one shared object: its slots, versions, tombstones and the rules that
-// accept or reject a change. It does no I/O; every replica applies the same commits in the same order and
-// so reaches the same state.
 
 // Change is one slot change in a client batch.
 type Change struct {
@@ -112,7 +112,23 @@ func (s *State) Slots(fn func(name string, value []byte, version uint64)) {
 }
 
 // Remembered returns the record of user's committed request id, if the object still remembers it.
-func (s *State) Remembered(user, id string) *remembered { return s.mem.lookup(requestKey(user, id)) }
+func (s *State) Remembered(user, id string) *Record { return s.Recall(RequestKey(user, id)) }
+
+// Recall returns the record of a committed request by its RequestKey, if the object still remembers it.
+func (s *State) Recall(key uint64) *Record { return s.mem.lookup(key) }
+
+// HasRoom reports whether extra bytes of records fit in the object's memory once an entry stamped ts has
+// expired what it expires (RecordBytes is one record's cost).
+func (s *State) HasRoom(extra int, ts int64) bool { return s.mem.wouldFit(extra, ts) }
+
+// Clock is the timestamp (unix ms) of the newest entry applied: the next entry is stamped no earlier.
+func (s *State) Clock() int64 { return s.mem.lastTS }
+
+// SetMemoryBounds sets how long request ids are remembered and in how many bytes at most, as a node does
+// with a state read from a snapshot.
+func (s *State) SetMemoryBounds(window time.Duration, budget int) {
+	s.mem.window, s.mem.budget = window.Milliseconds(), budget
+}
 
 // Advance moves the object's clock to a log entry's timestamp (unix ms): request ids older than the
 // duplicate window are forgotten. Every entry is applied with its timestamp, before its operations.
@@ -120,7 +136,7 @@ func (s *State) Advance(ts int64) { s.mem.advance(ts) }
 
 // RememberMessage records a delivered message's id, so that a re-sent copy is not delivered twice.
 func (s *State) RememberMessage(m *Message) {
-	s.mem.add(&remembered{key: requestKey(m.User, m.ID), fp: messageFingerprint(m.Handler, m.Args), version: s.Version})
+	s.mem.add(&Record{key: RequestKey(m.User, m.ID), fp: MessageFingerprint(m.Handler, m.Args), version: s.Version})
 }
 
 // Apply applies a commit and returns what subscribers are told. The commit must be the next version.
@@ -175,7 +191,7 @@ func (s *State) remove(name string, version uint64) {
 }
 
 func (s *State) remember(c *Commit) {
-	r := &remembered{key: requestKey(c.User, c.ID), fp: c.FP, version: c.Version, mask: c.Mask}
+	r := &Record{key: RequestKey(c.User, c.ID), fp: c.FP, version: c.Version, mask: c.Mask}
 	if c.FP == 0 { // a commit logged before fingerprints: keep what it committed by name
 		r.id, r.user = c.ID, c.User
 		for _, sv := range c.Sets {

@@ -1,4 +1,4 @@
-package sharedobject
+package model
 
 import (
 	"cmp"
@@ -22,16 +22,15 @@ import (
 const (
 	// DefaultDuplicateWindow is how long an object remembers a committed request id.
 	DefaultDuplicateWindow = 2 * time.Minute
-	// recordBytes is what one record costs against the budget (its encoding in a snapshot, without the mask).
-	recordBytes = 4*8 + 1
+	// RecordBytes is what one record costs against the budget (its encoding in a snapshot, without the mask).
+	RecordBytes = 4*8 + 1
 	// DefaultRememberedBytes bounds the memory of one object of a State made by NewState.
 	DefaultRememberedBytes = 256 << 10
-	maxRememberedBytes     = 4 << 20
 )
 
-// remembered is one committed request (an update or a message with an id).
-type remembered struct {
-	key     uint64 // requestKey(user, id)
+// Record is one committed request (an update or a message with an id).
+type Record struct {
+	key     uint64 // RequestKey(user, id)
 	fp      uint64 // fingerprint of the request; 0 = unknown (records written before fingerprints)
 	version uint64 // the version its commit reached
 	ts      int64  // unix ms of its log entry; 0 = not yet known (adopted from the next entry)
@@ -43,10 +42,14 @@ type remembered struct {
 	names    []string
 }
 
-func (r *remembered) size() int { return recordBytes + len(r.mask) }
+func (r *Record) size() int { return RecordBytes + len(r.mask) }
 
-// committedNames returns the names of the changes the original request committed.
-func (r *remembered) committedNames(changes []Change) []string {
+// FP is the fingerprint of the request (UpdateFingerprint, MessageFingerprint); 0 when it was logged
+// before fingerprints, so any content matches it.
+func (r *Record) FP() uint64 { return r.fp }
+
+// CommittedNames returns the names of the changes the original request committed.
+func (r *Record) CommittedNames(changes []Change) []string {
 	if r.fp == 0 {
 		return r.names // an old record: the names were kept instead of a mask
 	}
@@ -63,19 +66,19 @@ func (r *remembered) committedNames(changes []Change) []string {
 type requestMemory struct {
 	window int64 // ms
 	budget int   // bytes
-	list   []*remembered
+	list   []*Record
 	head   int // list[:head] are gone
-	byKey  map[uint64]*remembered
+	byKey  map[uint64]*Record
 	bytes  int
 	lastTS int64 // the newest entry timestamp applied
 	adopt  bool  // some records have ts 0
 }
 
 func newRequestMemory(window time.Duration, budget int) requestMemory {
-	return requestMemory{window: window.Milliseconds(), budget: budget, byKey: map[uint64]*remembered{}}
+	return requestMemory{window: window.Milliseconds(), budget: budget, byKey: map[uint64]*Record{}}
 }
 
-func (m *requestMemory) lookup(key uint64) *remembered { return m.byKey[key] }
+func (m *requestMemory) lookup(key uint64) *Record { return m.byKey[key] }
 
 func (m *requestMemory) len() int { return len(m.list) - m.head }
 
@@ -115,7 +118,7 @@ func (m *requestMemory) drop() {
 
 // add records a committed request at the current clock. Past the budget the oldest records go: a writer
 // checks room first (wouldFit), so this happens only when nodes are configured with different budgets.
-func (m *requestMemory) add(r *remembered) {
+func (m *requestMemory) add(r *Record) {
 	if r.ts == 0 {
 		r.ts = m.lastTS
 	}
@@ -148,25 +151,18 @@ func (m *requestMemory) wouldFit(extra int, ts int64) bool {
 	return bytes+extra <= m.budget
 }
 
-// rememberedBudget is the default bound of an object's memory: what a snapshot can carry (base64, 4/3 of
-// the bytes) beside a full object and the room kept for its other parts, under NATS's max_payload.
-func rememberedBudget(maxPayload int64, maxObjectBytes int) int {
-	room := (maxPayload - int64(maxObjectBytes) - snapshotOverhead) * 3 / 4
-	return int(max(min(room, maxRememberedBytes), 0))
-}
-
-// requestKey scopes a request id to its user: ids are chosen by clients, so one user's id must never
+// RequestKey scopes a request id to its user: ids are chosen by clients, so one user's id must never
 // answer another user's request. An unnamed anonymous client is a new "anon-…" user on every connection,
 // so its scope is its connection.
-func requestKey(user, id string) uint64 {
+func RequestKey(user, id string) uint64 {
 	var buf [512]byte // users and ids are short: hashed without an allocation
 	b := append(append(append(buf[:0], user...), 0), id...)
 	sum := sha256.Sum256(b)
 	return hashSum(sum[:])
 }
 
-// updateFingerprint identifies what an update asked: the same id with another fingerprint is another request.
-func updateFingerprint(changes []Change) uint64 {
+// UpdateFingerprint identifies what an update asked: the same id with another fingerprint is another request.
+func UpdateFingerprint(changes []Change) uint64 {
 	h := sha256.New()
 	var n [8]byte
 	for _, c := range changes {
@@ -184,8 +180,8 @@ func updateFingerprint(changes []Change) uint64 {
 	return hashSum(h.Sum(nil))
 }
 
-// messageFingerprint identifies what a send asked.
-func messageFingerprint(handler string, args []byte) uint64 {
+// MessageFingerprint identifies what a send asked.
+func MessageFingerprint(handler string, args []byte) uint64 {
 	h := sha256.New()
 	h.Write([]byte(handler))
 	h.Write([]byte{0})
@@ -201,8 +197,8 @@ func hashSum(b []byte) uint64 {
 	return v
 }
 
-// commitMask records which changes of a request were accepted (nil when all were).
-func commitMask(outcomes []Outcome) []byte {
+// CommitMask records which changes of a request were accepted (nil when all were).
+func CommitMask(outcomes []Outcome) []byte {
 	all := true
 	for _, o := range outcomes {
 		all = all && o == Accepted
@@ -231,7 +227,7 @@ func parseFP(s string) uint64 {
 // sort puts the records in the order of their timestamps (stable), as expiry needs: after decoding a
 // snapshot, whose records of the two forms come in two lists, and after adopting timestamps.
 func (m *requestMemory) sort() {
-	slices.SortStableFunc(m.list[m.head:], func(a, b *remembered) int { return cmp.Compare(a.ts, b.ts) })
+	slices.SortStableFunc(m.list[m.head:], func(a, b *Record) int { return cmp.Compare(a.ts, b.ts) })
 }
 
 // encodeRecords packs the records of a memory (oldest first) for a snapshot.
@@ -261,7 +257,7 @@ func (m *requestMemory) decodeRecords(s string) bool {
 		if len(b) < 4*8 {
 			return false
 		}
-		r := &remembered{
+		r := &Record{
 			key: binary.BigEndian.Uint64(b), fp: binary.BigEndian.Uint64(b[8:]),
 			version: binary.BigEndian.Uint64(b[16:]), ts: int64(binary.BigEndian.Uint64(b[24:])),
 		}
