@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/rso-server/rso/sharedobject"
+	"github.com/rso-server/rso/sharedobject/backend"
 )
 
 // The demos' validation hooks (docs/PROTOCOL.md §2.3). A hook is asked before a client's update to a
@@ -59,12 +59,12 @@ func start(ctx context.Context, nc *nats.Conn, now func() time.Time) (stop func(
 		ctx, cancel = context.WithTimeout(ctx, registerWait)
 		defer cancel()
 	}
-	h := &hooks{api: sharedobject.NewAPI(nc), now: now}
-	stopSlides, err := sharedobject.RegisterHook(ctx, nc, slidesHook, sharedobject.HookConfig{Pattern: slidesPattern}, h.slides)
+	h := &hooks{api: backend.NewAPI(nc), now: now}
+	stopSlides, err := backend.RegisterHook(ctx, nc, slidesHook, backend.HookConfig{Pattern: slidesPattern}, h.slides)
 	if err != nil {
 		return nil, fmt.Errorf("demos: slideshow hook: %w", err)
 	}
-	stopAuction, err := sharedobject.RegisterHook(ctx, nc, auctionHook, sharedobject.HookConfig{Pattern: auctionPattern}, h.auction)
+	stopAuction, err := backend.RegisterHook(ctx, nc, auctionHook, backend.HookConfig{Pattern: auctionPattern}, h.auction)
 	if err != nil {
 		stopSlides()
 		return nil, fmt.Errorf("demos: auction hook: %w", err)
@@ -73,7 +73,7 @@ func start(ctx context.Context, nc *nats.Conn, now func() time.Time) (stop func(
 }
 
 type hooks struct {
-	api *sharedobject.API
+	api *backend.API
 	now func() time.Time
 }
 
@@ -81,8 +81,8 @@ type hooks struct {
 // value); the others are read through the server API, at the version the request was made against or
 // later (a later state means the node asks the hook again anyway).
 type state struct {
-	req   *sharedobject.HookRequest
-	api   *sharedobject.API
+	req   *backend.HookRequest
+	api   *backend.API
 	slots map[string]json.RawMessage // read on first need
 	err   error
 }
@@ -100,7 +100,7 @@ func (s *state) get(name string) (v json.RawMessage, ok bool) {
 	return v, ok
 }
 
-func (s *state) change(name string) *sharedobject.HookChange {
+func (s *state) change(name string) *backend.HookChange {
 	for i := range s.req.Changes {
 		if s.req.Changes[i].Name == name {
 			return &s.req.Changes[i]
@@ -113,7 +113,7 @@ func (s *state) read() (map[string]json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stateWait)
 	defer cancel()
 	for {
-		snap, err := s.api.Get(ctx, s.req.Persistent, s.req.Obj)
+		snap, err := s.api.Get(ctx, s.req.Object())
 		if err != nil {
 			return nil, err
 		}
@@ -132,8 +132,8 @@ func (s *state) read() (map[string]json.RawMessage, error) {
 // errUnreadable rejects an update whose context could not be read; the client may simply try again.
 const errUnreadable = "the server could not check this change right now; try again"
 
-func reject(format string, args ...any) sharedobject.HookVerdict {
-	return sharedobject.HookVerdict{RejectAll: fmt.Sprintf(format, args...)}
+func reject(format string, args ...any) backend.HookVerdict {
+	return backend.HookVerdict{RejectAll: fmt.Sprintf(format, args...)}
 }
 
 // slides judges demo/slides/<deck>: slots presenter (user id), lease (ms; the presenter's claim holds
@@ -143,7 +143,7 @@ func reject(format string, args ...any) sharedobject.HookVerdict {
 //     released (deleted or null) only by the current presenter; always based on the newest version.
 //   - lease: set only by the presenter (after this batch), at most maxLeaseAhead ahead.
 //   - slide: changed only by the presenter (after this batch), a whole number below maxSlides.
-func (h *hooks) slides(r *sharedobject.HookRequest) sharedobject.HookVerdict {
+func (h *hooks) slides(r *backend.HookRequest) backend.HookVerdict {
 	st := &state{req: r, api: h.api}
 	now := h.now()
 	for _, c := range r.Changes {
@@ -203,7 +203,7 @@ func (h *hooks) slides(r *sharedobject.HookRequest) sharedobject.HookVerdict {
 			return reject("slide must be a whole number from 0 to %d", maxSlides-1)
 		}
 	}
-	return sharedobject.HookVerdict{}
+	return backend.HookVerdict{}
 }
 
 // auction judges demo/auction/<id>: slots item (text), price (whole number), bidder (user id),
@@ -214,7 +214,7 @@ func (h *hooks) slides(r *sharedobject.HookRequest) sharedobject.HookVerdict {
 //   - A bid sets price and bidder (oneself) together, while the round is open, above the current price,
 //     based on the newest version (two bids on the same price: one wins, the other is refused).
 //   - item may change only between rounds; nothing else may be changed or deleted.
-func (h *hooks) auction(r *sharedobject.HookRequest) sharedobject.HookVerdict {
+func (h *hooks) auction(r *backend.HookRequest) backend.HookVerdict {
 	st := &state{req: r, api: h.api}
 	now := msOf(h.now())
 	for _, c := range r.Changes {
@@ -266,11 +266,11 @@ func (h *hooks) auction(r *sharedobject.HookRequest) sharedobject.HookVerdict {
 		if stale(r) {
 			return reject("the auction changed meanwhile; look again")
 		}
-		return sharedobject.HookVerdict{}
+		return backend.HookVerdict{}
 	}
 
 	if price == nil && bidder == nil {
-		return sharedobject.HookVerdict{} // an item change between rounds
+		return backend.HookVerdict{} // an item change between rounds
 	}
 	// A bid.
 	if !open {
@@ -295,14 +295,14 @@ func (h *hooks) auction(r *sharedobject.HookRequest) sharedobject.HookVerdict {
 	if stale(r) {
 		return reject("someone bid first")
 	}
-	return sharedobject.HookVerdict{}
+	return backend.HookVerdict{}
 }
 
 // stale reports whether an update is based on an older version of the object than the one it is
 // judged against. Versions are checked per slot after the hook, so a batch whose slots changed at
 // different times could otherwise commit in part (a bid's bidder without its price); batches that
 // must be all or nothing are refused when anything changed since their base.
-func stale(r *sharedobject.HookRequest) bool {
+func stale(r *backend.HookRequest) bool {
 	for _, c := range r.Changes {
 		if c.Base < r.Version {
 			return true
@@ -312,7 +312,7 @@ func stale(r *sharedobject.HookRequest) bool {
 }
 
 // validPrice reads a price change's value: a whole number from 0 to maxPrice.
-func validPrice(c *sharedobject.HookChange) (int64, bool) {
+func validPrice(c *backend.HookChange) (int64, bool) {
 	if c.Delete {
 		return 0, false
 	}

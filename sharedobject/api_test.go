@@ -10,16 +10,17 @@ import (
 
 	"github.com/rso-server/rso/client"
 	"github.com/rso-server/rso/sharedobject"
+	"github.com/rso-server/rso/sharedobject/backend"
 )
 
 func TestServerSideAPI(t *testing.T) {
 	srv := startNATS(t, "")
 	n := startNode(t, srv, nil)
-	api := sharedobject.NewAPI(n.nc)
+	api := backend.NewAPI(n.nc)
 	c := dial(t, n.url, "")
 	sub(t, c, "game", true)
 
-	v, err := api.Update(ctxT(t), true, "game", map[string]any{"score": 3, "name": "x"})
+	v, err := api.Update(ctxT(t), backend.Persistent("game"), map[string]any{"score": 3, "name": "x"})
 	if err != nil || v != 1 {
 		t.Fatalf("Update: v%d %v", v, err)
 	}
@@ -27,27 +28,27 @@ func TestServerSideAPI(t *testing.T) {
 		t.Fatalf("client saw %q", got)
 	}
 	// Server writes are not checked against a base version: the backend is the authority.
-	if _, err := api.Update(ctxT(t), true, "game", map[string]any{"score": 4}, "name"); err != nil {
+	if _, err := api.Update(ctxT(t), backend.Persistent("game"), map[string]any{"score": 4}, "name"); err != nil {
 		t.Fatal(err)
 	}
 	nextSync(t, c)
-	snap, err := api.Get(ctxT(t), true, "game")
+	snap, err := api.Get(ctxT(t), backend.Persistent("game"))
 	if err != nil || snap.Version != 2 || len(snap.Slots) != 1 || string(snap.Slots["score"]) != "4" {
 		t.Fatalf("Get: %+v %v", snap, err)
 	}
-	if err := api.Send(ctxT(t), true, "game", "referee", "whistle", 1, "two"); err != nil {
+	if err := api.Send(ctxT(t), backend.Persistent("game"), "referee", "whistle", 1, "two"); err != nil {
 		t.Fatal(err)
 	}
 	if ev := next(t, c); ev.Message == nil || ev.Message.From != "referee" || string(ev.Message.Args) != `[1,"two"]` {
 		t.Fatalf("message: %s", describe(ev))
 	}
-	if v, err := api.Clear(ctxT(t), true, "game"); err != nil || v != 3 {
+	if v, err := api.Clear(ctxT(t), backend.Persistent("game")); err != nil || v != 3 {
 		t.Fatalf("Clear: v%d %v", v, err)
 	}
 	if got := codes(nextSync(t, c)); got != "delete:score(old 4)" {
 		t.Fatalf("clear: %q", got)
 	}
-	if _, err := api.Get(ctxT(t), true, "bad name"); err == nil {
+	if _, err := api.Get(ctxT(t), backend.Persistent("bad name")); err == nil {
 		t.Fatal("Get with a bad name succeeded")
 	}
 }
@@ -55,12 +56,12 @@ func TestServerSideAPI(t *testing.T) {
 func TestLockHoldsClientWritesAndCommitsOneBatch(t *testing.T) {
 	srv := startNATS(t, "")
 	n1, n2 := startNode(t, srv, nil), startNode(t, srv, nil)
-	api := sharedobject.NewAPI(n1.nc)
+	api := backend.NewAPI(n1.nc)
 	c := dial(t, n2.url, "") // the client is on the other node
 	sub(t, c, "slides", true)
 	update(t, c, "slides", true, set("page", 0, 1))
 
-	lock, err := api.Lock(ctxT(t), true, "slides", 5*time.Second)
+	lock, err := api.Lock(ctxT(t), backend.Persistent("slides"), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +91,10 @@ func TestLockHoldsClientWritesAndCommitsOneBatch(t *testing.T) {
 
 func TestExpiredLockReleasesWritesAndRefusesUnlock(t *testing.T) {
 	n := startNode(t, startNATS(t, ""), nil)
-	api := sharedobject.NewAPI(n.nc)
+	api := backend.NewAPI(n.nc)
 	c := dial(t, n.url, "")
 	sub(t, c, "o", true)
-	lock, err := api.Lock(ctxT(t), true, "o", 100*time.Millisecond)
+	lock, err := api.Lock(ctxT(t), backend.Persistent("o"), 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestExpiredLockReleasesWritesAndRefusesUnlock(t *testing.T) {
 	lock.Set("a", 2)
 	if _, err := lock.Unlock(ctxT(t)); err == nil {
 		t.Fatal("unlock of an expired lock succeeded")
-	} else if we, ok := err.(*sharedobject.WireError); !ok || we.Code != sharedobject.CodeLockExpired {
+	} else if we, ok := err.(*backend.Error); !ok || we.Code != backend.CodeLockExpired {
 		t.Fatalf("unlock error %v, want lock_expired", err)
 	}
 }
@@ -110,9 +111,9 @@ func TestValidationHookDecidesBids(t *testing.T) {
 	srv := startNATS(t, "")
 	n := startNode(t, srv, func(c *sharedobject.Config) { c.HookTimeout = 300 * time.Millisecond })
 	// A context without a deadline is fine: RegisterHook bounds its own NATS calls.
-	stop, err := sharedobject.RegisterHook(context.Background(), n.nc, "auction", sharedobject.HookConfig{Pattern: "auction/*"},
-		func(r *sharedobject.HookRequest) sharedobject.HookVerdict {
-			v := sharedobject.HookVerdict{Reject: map[string]string{}}
+	stop, err := backend.RegisterHook(context.Background(), n.nc, "auction", backend.HookConfig{Pattern: "auction/*"},
+		func(r *backend.HookRequest) backend.HookVerdict {
+			v := backend.HookVerdict{Reject: map[string]string{}}
 			for _, c := range r.Changes {
 				if c.Name != "price" {
 					continue
@@ -160,7 +161,7 @@ func TestValidationHookDecidesBids(t *testing.T) {
 	}
 
 	// Unregistered, the hook is no longer asked.
-	if err := sharedobject.UnregisterHook(context.Background(), n.nc, "auction"); err != nil {
+	if err := backend.UnregisterHook(context.Background(), n.nc, "auction"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the hook to be forgotten", func() bool {
@@ -171,9 +172,9 @@ func TestValidationHookDecidesBids(t *testing.T) {
 
 func TestHookThatFailsOpenAcceptsWithoutBackend(t *testing.T) {
 	n := startNode(t, startNATS(t, ""), func(c *sharedobject.Config) { c.HookTimeout = 100 * time.Millisecond })
-	stop, err := sharedobject.RegisterHook(ctxT(t), n.nc, "open", sharedobject.HookConfig{Pattern: "poll/**", FailOpen: true},
-		func(*sharedobject.HookRequest) sharedobject.HookVerdict {
-			return sharedobject.HookVerdict{RejectAll: "closed"}
+	stop, err := backend.RegisterHook(ctxT(t), n.nc, "open", backend.HookConfig{Pattern: "poll/**", FailOpen: true},
+		func(*backend.HookRequest) backend.HookVerdict {
+			return backend.HookVerdict{RejectAll: "closed"}
 		})
 	if err != nil {
 		t.Fatal(err)

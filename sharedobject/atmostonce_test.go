@@ -9,6 +9,7 @@ import (
 
 	"github.com/rso-server/rso/client"
 	"github.com/rso-server/rso/sharedobject"
+	"github.com/rso-server/rso/sharedobject/backend"
 )
 
 // At-most-once never lies (docs/PROTOCOL.md §1.6): a remembered id answers only a retry of the same request.
@@ -30,8 +31,8 @@ func TestSameIDWithOtherChangesIsRefused(t *testing.T) {
 	}
 	// A reloaded page whose id counter started over: same id, another request.
 	_, err := a.UpdateWithID(ctxT(t), "req-1", "doc", true, []client.Change{set("body", 1, "second")})
-	if wireCode(err) != sharedobject.CodeIDReused {
-		t.Fatalf("same id with other changes answered %v; want error %s", err, sharedobject.CodeIDReused)
+	if wireCode(err) != backend.CodeIDReused {
+		t.Fatalf("same id with other changes answered %v; want error %s", err, backend.CodeIDReused)
 	}
 	// Nothing of it was stored, and the real retry is still answered as one.
 	b := dial(t, n.url, "")
@@ -102,7 +103,7 @@ func TestFullRequestMemoryAnswersBusy(t *testing.T) {
 		}
 		version = s.Version
 	}
-	if wireCode(busy) != sharedobject.CodeBusy || version != 5 {
+	if wireCode(busy) != backend.CodeBusy || version != 5 {
 		t.Fatalf("after v%d: %v; want busy once 5 requests are remembered", version, busy)
 	}
 	if s, err := a.UpdateWithID(ctxT(t), "r-0", "o", true, []client.Change{set("n", 0, 0)}); err != nil || codes(s) != "success:n" {
@@ -160,7 +161,7 @@ func TestBaseAboveTheVersionIsRefused(t *testing.T) {
 	sub(t, a, "o", true)
 	update(t, a, "o", true, set("n", 0, 1))
 	_, err := a.Update(ctxT(t), "o", true, []client.Change{set("n", 7, 2)})
-	if wireCode(err) != sharedobject.CodeBadFrame {
+	if wireCode(err) != backend.CodeBadFrame {
 		t.Fatalf("base 7 on an object at v1 answered %v; want bad_frame", err)
 	}
 	b := dial(t, n.url, "")

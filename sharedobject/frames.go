@@ -8,41 +8,13 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/sharedobject/backend"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
-// Error codes sent in error frames (docs/PROTOCOL.md §1.7). They are part of the protocol: never rename one.
-const (
-	CodeBadJSON              = "bad_json"
-	CodeBadFrame             = "bad_frame"
-	CodeUnknownOp            = "unknown_op"
-	CodeBadName              = "bad_name"
-	CodeFrameTooLarge        = "frame_too_large"
-	CodeValueTooLarge        = "value_too_large"
-	CodeTooManyChanges       = "too_many_changes"
-	CodeTooManySlots         = "too_many_slots"
-	CodeObjectTooLarge       = "object_too_large"
-	CodeTooManySubscriptions = "too_many_subscriptions"
-	CodeNotSubscribed        = "not_subscribed"
-	CodeForbidden            = "forbidden"
-	CodeRateLimited          = "rate_limited"
-	CodeHookUnavailable      = "hook_unavailable"
-	CodeBusy                 = "busy"
-	CodeIDReused             = "id_reused"
-	CodeUnavailable          = "unavailable"
-	CodeInternal             = "internal"
-)
-
-// WireError is a refusal with a stable code; Message says what was wrong and how to fix it.
-type WireError struct {
-	Code    string
-	Message string
-}
-
-func (e *WireError) Error() string { return e.Code + ": " + e.Message }
-
-func wireErr(code, format string, args ...any) *WireError {
-	return &WireError{Code: code, Message: fmt.Sprintf(format, args...)}
+// wireErr is a refusal with a stable code (backend.Code…), sent in an error frame or an API reply.
+func wireErr(code, format string, args ...any) *backend.Error {
+	return &backend.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // clientFrame is one decoded client frame. Fields not used by its op are zero.
@@ -62,21 +34,21 @@ const maxIDBytes = 64
 
 // parseClientFrame validates one frame at the boundary: well-formed JSON, a known op, every field of the
 // right type and size. It never touches state.
-func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *WireError) {
+func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *backend.Error) {
 	if len(data) > lim.MaxFrameBytes {
-		return f, wireErr(CodeFrameTooLarge, "frame is %d bytes; the limit is %d (max_frame_bytes)", len(data), lim.MaxFrameBytes)
+		return f, wireErr(backend.CodeFrameTooLarge, "frame is %d bytes; the limit is %d (max_frame_bytes)", len(data), lim.MaxFrameBytes)
 	}
 	if !gjson.ValidBytes(data) {
-		return f, wireErr(CodeBadJSON, "frame is not valid JSON")
+		return f, wireErr(backend.CodeBadJSON, "frame is not valid JSON")
 	}
 	// JSON validity does not cover the bytes inside strings, and a value relayed to browsers must be
 	// UTF-8 (RFC 6455 §8.1), or every subscriber's socket would fail on it.
 	if !utf8.Valid(data) {
-		return f, wireErr(CodeBadJSON, "frame is not valid UTF-8")
+		return f, wireErr(backend.CodeBadJSON, "frame is not valid UTF-8")
 	}
 	root := gjson.ParseBytes(data)
 	if !root.IsObject() {
-		return f, wireErr(CodeBadJSON, "frame must be a JSON object like {\"op\":\"sub\",...}")
+		return f, wireErr(backend.CodeBadJSON, "frame must be a JSON object like {\"op\":\"sub\",...}")
 	}
 	var changes, args gjson.Result
 	root.ForEach(func(key, v gjson.Result) bool {
@@ -87,13 +59,13 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *WireError)
 			werr = wantString(v, "obj", &f.obj)
 		case "persistent":
 			if v.Type != gjson.True && v.Type != gjson.False {
-				werr = wireErr(CodeBadFrame, "field \"persistent\" must be true or false")
+				werr = wireErr(backend.CodeBadFrame, "field \"persistent\" must be true or false")
 			}
 			f.persistent = v.Type == gjson.True
 		case "id":
 			werr = wantString(v, "id", &f.id)
 			if werr == nil && (len(f.id) == 0 || len(f.id) > maxIDBytes) {
-				werr = wireErr(CodeBadFrame, "field \"id\" must be 1 to %d bytes", maxIDBytes)
+				werr = wireErr(backend.CodeBadFrame, "field \"id\" must be 1 to %d bytes", maxIDBytes)
 			}
 		case "version":
 			f.version, werr = wantVersion(v, "version")
@@ -116,28 +88,28 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *WireError)
 		return f, nil
 	case "sub", "unsub", "update", "send":
 	case "":
-		return f, wireErr(CodeBadFrame, "frame has no \"op\"; use one of sub, unsub, update, send, ping")
+		return f, wireErr(backend.CodeBadFrame, "frame has no \"op\"; use one of sub, unsub, update, send, ping")
 	default:
-		return f, wireErr(CodeUnknownOp, "unknown op %q; use one of sub, unsub, update, send, ping", f.op)
+		return f, wireErr(backend.CodeUnknownOp, "unknown op %q; use one of sub, unsub, update, send, ping", f.op)
 	}
 	if !validName(f.obj, lim.MaxNameBytes) {
-		return f, wireErr(CodeBadName, "object name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.obj), lim.MaxNameBytes)
+		return f, wireErr(backend.CodeBadName, "object name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.obj), lim.MaxNameBytes)
 	}
 	switch f.op {
 	case "update":
 		if f.id == "" {
-			return f, wireErr(CodeBadFrame, "update needs an \"id\" so that its answer can be matched and a retry is applied once")
+			return f, wireErr(backend.CodeBadFrame, "update needs an \"id\" so that its answer can be matched and a retry is applied once")
 		}
 		f.changes, werr = parseChanges(data, changes, lim)
 	case "send":
 		if !validName(f.handler, lim.MaxNameBytes) {
-			return f, wireErr(CodeBadName, "handler %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.handler), lim.MaxNameBytes)
+			return f, wireErr(backend.CodeBadName, "handler %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.handler), lim.MaxNameBytes)
 		}
 		switch {
 		case !args.Exists():
 			f.args = []byte("[]")
 		case !args.IsArray():
-			return f, wireErr(CodeBadFrame, "field \"args\" must be a JSON array")
+			return f, wireErr(backend.CodeBadFrame, "field \"args\" must be a JSON array")
 		default:
 			f.args = jsonx.Compact(jsonx.RawBytes(data, args))
 		}
@@ -145,20 +117,20 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *WireError)
 	return f, werr
 }
 
-func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, *WireError) {
+func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, *backend.Error) {
 	if !list.IsArray() {
-		return nil, wireErr(CodeBadFrame, "update needs \"changes\": a non-empty array of {\"name\",\"base\",\"value\"} or {\"name\",\"base\",\"delete\":true}")
+		return nil, wireErr(backend.CodeBadFrame, "update needs \"changes\": a non-empty array of {\"name\",\"base\",\"value\"} or {\"name\",\"base\",\"delete\":true}")
 	}
 	var out []model.Change
-	var werr *WireError
+	var werr *backend.Error
 	seen := map[string]bool{}
 	list.ForEach(func(_, item gjson.Result) bool {
 		if len(out) >= lim.MaxChanges {
-			werr = wireErr(CodeTooManyChanges, "update has more than %d changes (max_changes); split it", lim.MaxChanges)
+			werr = wireErr(backend.CodeTooManyChanges, "update has more than %d changes (max_changes); split it", lim.MaxChanges)
 			return false
 		}
 		if !item.IsObject() {
-			werr = wireErr(CodeBadFrame, "changes[%d] must be an object", len(out))
+			werr = wireErr(backend.CodeBadFrame, "changes[%d] must be an object", len(out))
 			return false
 		}
 		var c model.Change
@@ -175,7 +147,7 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, 
 				value = v
 			case "delete":
 				if v.Type != gjson.True && v.Type != gjson.False {
-					werr = wireErr(CodeBadFrame, "changes[%d].delete must be true or false", len(out))
+					werr = wireErr(backend.CodeBadFrame, "changes[%d].delete must be true or false", len(out))
 				}
 				c.Delete = v.Type == gjson.True
 			}
@@ -186,15 +158,15 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, 
 		}
 		switch {
 		case !validName(c.Name, lim.MaxNameBytes):
-			werr = wireErr(CodeBadName, "slot name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(c.Name), lim.MaxNameBytes)
+			werr = wireErr(backend.CodeBadName, "slot name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(c.Name), lim.MaxNameBytes)
 		case !haveBase:
-			werr = wireErr(CodeBadFrame, "changes[%d] has no \"base\": send the object version you last saw (0 if none)", len(out))
+			werr = wireErr(backend.CodeBadFrame, "changes[%d] has no \"base\": send the object version you last saw (0 if none)", len(out))
 		case seen[c.Name]:
-			werr = wireErr(CodeBadFrame, "slot %q appears twice in one update", c.Name)
+			werr = wireErr(backend.CodeBadFrame, "slot %q appears twice in one update", c.Name)
 		case c.Delete && value.Exists():
-			werr = wireErr(CodeBadFrame, "changes[%d] has both \"value\" and \"delete\"; choose one", len(out))
+			werr = wireErr(backend.CodeBadFrame, "changes[%d] has both \"value\" and \"delete\"; choose one", len(out))
 		case !c.Delete && !value.Exists():
-			werr = wireErr(CodeBadFrame, "changes[%d] has no \"value\"; to remove a slot send \"delete\":true", len(out))
+			werr = wireErr(backend.CodeBadFrame, "changes[%d] has no \"value\"; to remove a slot send \"delete\":true", len(out))
 		}
 		if werr != nil {
 			return false
@@ -202,7 +174,7 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, 
 		if !c.Delete {
 			c.Value = jsonx.Compact(jsonx.RawBytes(data, value))
 			if len(c.Value) > lim.MaxValueBytes {
-				werr = wireErr(CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", c.Name, len(c.Value), lim.MaxValueBytes)
+				werr = wireErr(backend.CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", c.Name, len(c.Value), lim.MaxValueBytes)
 				return false
 			}
 		}
@@ -211,23 +183,23 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, 
 		return true
 	})
 	if werr == nil && len(out) == 0 {
-		werr = wireErr(CodeBadFrame, "update has no changes")
+		werr = wireErr(backend.CodeBadFrame, "update has no changes")
 	}
 	return out, werr
 }
 
-func wantString(v gjson.Result, field string, dst *string) *WireError {
+func wantString(v gjson.Result, field string, dst *string) *backend.Error {
 	if v.Type != gjson.String {
-		return wireErr(CodeBadFrame, "field %q must be a string", field)
+		return wireErr(backend.CodeBadFrame, "field %q must be a string", field)
 	}
 	*dst = v.Str
 	return nil
 }
 
-func wantVersion(v gjson.Result, field string) (uint64, *WireError) {
+func wantVersion(v gjson.Result, field string) (uint64, *backend.Error) {
 	n, err := strconv.ParseUint(v.Raw, 10, 64) // the raw digits: a float would round 2^53+1 to 2^53
 	if v.Type != gjson.Number || err != nil || n > 1<<53 {
-		return 0, wireErr(CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
+		return 0, wireErr(backend.CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
 	}
 	return n, nil
 }
@@ -335,7 +307,7 @@ func messageFrame(obj string, persistent bool, m *model.Message) []byte {
 	return append(b, '}')
 }
 
-func errorFrame(e *WireError, id, obj string, persistent bool) []byte {
+func errorFrame(e *backend.Error, id, obj string, persistent bool) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"op":"error","code":`...)
 	b = jsonx.AppendString(b, e.Code)

@@ -15,26 +15,20 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
-	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/sharedobject/backend"
+	"github.com/rso-server/rso/sharedobject/internal/apiwire"
 )
 
 // Validation hooks let a backend approve or reject client changes to the objects that match a pattern
 // (an auction: a bid must beat the current price and arrive before the close). A hook is registered in the
 // RSO_HOOKS bucket; nodes watch the bucket and, before committing a client update to a matching object,
-// ask the hook's subject (NATS request-reply) and wait for the answer. docs/PROTOCOL.md §2.3.
-
-// HookConfig is what a hook registers under its name in RSO_HOOKS.
-type HookConfig struct {
-	Pattern  string `json:"pattern"`            // object names, as in token permissions (auth.CompilePattern)
-	Subject  string `json:"subject"`            // where validation requests go
-	Timeout  int    `json:"timeout_ms"`         // how long to wait for an answer (0: the node's -hook-timeout)
-	FailOpen bool   `json:"fail_open,omitzero"` // with no answer in time: accept (true) or refuse with hook_unavailable (false)
-}
+// ask the hook's subject (NATS request-reply) and wait for the answer. docs/PROTOCOL.md §2.3. A backend
+// registers with backend.RegisterHook; the request built here has the shape of backend.HookRequest.
 
 type hook struct {
 	name    string
-	cfg     HookConfig
+	cfg     backend.HookConfig
 	pattern auth.Pattern
 	timeout time.Duration
 }
@@ -47,13 +41,13 @@ type hookTable struct {
 }
 
 func startHookTable(ctx context.Context, n *Node) (*hookTable, error) {
-	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketHooks, Replicas: n.cfg.Replicas})
+	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: apiwire.HooksBucket, Replicas: n.cfg.Replicas})
 	if err != nil {
-		return nil, fmt.Errorf("sharedobject: cannot create bucket %s: %w", bucketHooks, err)
+		return nil, fmt.Errorf("sharedobject: cannot create bucket %s: %w", apiwire.HooksBucket, err)
 	}
 	w, err := kv.WatchAll(n.ctx) // lives as long as the node, not as long as setup
 	if err != nil {
-		return nil, fmt.Errorf("sharedobject: cannot watch %s: %w", bucketHooks, err)
+		return nil, fmt.Errorf("sharedobject: cannot watch %s: %w", apiwire.HooksBucket, err)
 	}
 	t := &hookTable{watcher: w, done: make(chan struct{})}
 	loaded := make(chan struct{})
@@ -95,7 +89,7 @@ func (t *hookTable) run(n *Node, loaded chan struct{}) {
 }
 
 func parseHook(name string, data []byte, defTimeout time.Duration) (*hook, error) {
-	var cfg HookConfig
+	var cfg backend.HookConfig
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return nil, fmt.Errorf("value is not a hook config: %w", err)
 	}
@@ -166,7 +160,7 @@ func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
 			why = "answered with something that is not a JSON object in UTF-8"
 		}
 		o.mu.Lock()
-		o.answerErrLocked(r, wireErr(CodeHookUnavailable, "validation hook %q for %q %s; try again later", h.name, o.key.name, why))
+		o.answerErrLocked(r, wireErr(backend.CodeHookUnavailable, "validation hook %q for %q %s; try again later", h.name, o.key.name, why))
 		o.mu.Unlock()
 		return nil, false
 	}
@@ -212,101 +206,4 @@ func (o *object) hookRequestLocked(r *writeReq) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
-}
-
-// HookRequest is what a validation hook is asked (docs/PROTOCOL.md §2.3).
-type HookRequest struct {
-	Obj        string       `json:"obj"`
-	Persistent bool         `json:"persistent"`
-	User       string       `json:"user"`
-	Version    uint64       `json:"version"`
-	Changes    []HookChange `json:"changes"`
-}
-
-// HookChange is one change under validation; Current is absent when the slot does not exist.
-type HookChange struct {
-	Name    string          `json:"name"`
-	Base    uint64          `json:"base"`
-	Value   json.RawMessage `json:"value,omitempty"`
-	Delete  bool            `json:"delete,omitempty"`
-	Current json.RawMessage `json:"current,omitempty"`
-}
-
-// HookVerdict is a hook's answer: slots to reject with a reason each, or all of them.
-type HookVerdict struct {
-	Reject    map[string]string `json:"reject,omitempty"`
-	RejectAll string            `json:"reject_all,omitempty"`
-}
-
-// RegisterHook registers a validation hook named name and answers its requests with fn until stop is
-// called. It can run in any process with access to the NATS the nodes use; several processes may register
-// the same name (they share the work as a queue group). stop only stops answering: the registration stays
-// (another process may serve the name), so matching updates then meet the hook's fail_open policy until
-// UnregisterHook removes it. Without a deadline on ctx, registering gives up after 10 s.
-func RegisterHook(ctx context.Context, nc *nats.Conn, name string, cfg HookConfig, fn func(*HookRequest) HookVerdict) (stop func(), err error) {
-	ctx, cancel := withDefaultDeadline(ctx)
-	defer cancel()
-	if cfg.Subject == "" {
-		cfg.Subject = "rso.hook." + ids.Safe(name)
-	}
-	if _, err := auth.CompilePattern(cfg.Pattern); err != nil {
-		return nil, err
-	}
-	sub, err := nc.QueueSubscribe(cfg.Subject, "rso-hook", func(m *nats.Msg) {
-		var req HookRequest
-		var verdict HookVerdict
-		if err := json.Unmarshal(m.Data, &req); err != nil {
-			verdict.RejectAll = "validation request could not be read"
-		} else {
-			verdict = fn(&req)
-		}
-		out, _ := json.Marshal(verdict)
-		m.Respond(out)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := nc.FlushWithContext(ctx); err != nil {
-		sub.Unsubscribe()
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		sub.Unsubscribe()
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, bucketHooks)
-	if err != nil {
-		sub.Unsubscribe()
-		return nil, fmt.Errorf("sharedobject: no %s bucket (start an rso node first): %w", bucketHooks, err)
-	}
-	data, _ := json.Marshal(cfg)
-	if _, err := kv.Put(ctx, ids.Safe(name), data); err != nil {
-		sub.Unsubscribe()
-		return nil, err
-	}
-	return func() { sub.Unsubscribe() }, nil
-}
-
-// UnregisterHook removes the hook named name, so updates to its objects no longer wait for it.
-func UnregisterHook(ctx context.Context, nc *nats.Conn, name string) error {
-	ctx, cancel := withDefaultDeadline(ctx)
-	defer cancel()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	kv, err := js.KeyValue(ctx, bucketHooks)
-	if err != nil {
-		return fmt.Errorf("sharedobject: no %s bucket (start an rso node first): %w", bucketHooks, err)
-	}
-	return kv.Delete(ctx, ids.Safe(name))
-}
-
-// withDefaultDeadline bounds ctx by 10 s unless it has a deadline: NATS flushes and KV calls need one.
-func withDefaultDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, 10*time.Second)
 }

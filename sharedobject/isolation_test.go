@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rso-server/rso/client"
+	"github.com/rso-server/rso/sharedobject/backend"
 
 	"github.com/rso-server/rso/sharedobject"
 )
@@ -61,9 +62,9 @@ func TestWriteQueueIsBounded(t *testing.T) {
 	open := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(open)
 	// A backend that takes its time over slot "slow": while it decides, the object's writes queue up.
-	stop, err := sharedobject.RegisterHook(context.Background(), n.nc, "gate", sharedobject.HookConfig{Pattern: "q"},
-		func(r *sharedobject.HookRequest) sharedobject.HookVerdict {
-			v := sharedobject.HookVerdict{Reject: map[string]string{}}
+	stop, err := backend.RegisterHook(context.Background(), n.nc, "gate", backend.HookConfig{Pattern: "q"},
+		func(r *backend.HookRequest) backend.HookVerdict {
+			v := backend.HookVerdict{Reject: map[string]string{}}
 			for _, c := range r.Changes {
 				switch c.Name {
 				case "probe":
@@ -100,14 +101,14 @@ func TestWriteQueueIsBounded(t *testing.T) {
 	}
 	// At most two wait, so at least four are refused while the hook holds the writer.
 	for range 4 {
-		if err := <-results; wireCode(err) != sharedobject.CodeBusy {
+		if err := <-results; wireCode(err) != backend.CodeBusy {
 			t.Fatalf("a write beyond the queue's bound answered %v; want busy", err)
 		}
 	}
 	open()
 	busy := 4
 	for range 2 {
-		if err := <-results; wireCode(err) == sharedobject.CodeBusy {
+		if err := <-results; wireCode(err) == backend.CodeBusy {
 			busy++
 		} else if err != nil {
 			t.Fatal(err)
@@ -161,11 +162,11 @@ func TestSocketUpgradedDuringShutdownIsClosedWithRestart(t *testing.T) {
 // (the hook fails closed), never an approval.
 func TestGarbledHookAnswerIsNoApproval(t *testing.T) {
 	n := startNode(t, startNATS(t, ""), nil)
-	backend, err := n.nc.Subscribe("rso.hook.garbled", func(m *nats.Msg) { m.Respond([]byte("\xff not json")) })
+	garbler, err := n.nc.Subscribe("rso.hook.garbled", func(m *nats.Msg) { m.Respond([]byte("\xff not json")) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { backend.Unsubscribe() })
+	t.Cleanup(func() { garbler.Unsubscribe() })
 	js, _ := jetstream.New(n.nc)
 	kv, err := js.KeyValue(ctxT(t), "RSO_HOOKS")
 	if err != nil {
@@ -178,7 +179,7 @@ func TestGarbledHookAnswerIsNoApproval(t *testing.T) {
 	sub(t, a, "g", true)
 	waitFor(t, "the hook to be asked", func() bool {
 		_, err := a.Update(ctxT(t), "g", true, []client.Change{set("n", 0, 1)})
-		return wireCode(err) == sharedobject.CodeHookUnavailable
+		return wireCode(err) == backend.CodeHookUnavailable
 	})
 }
 
@@ -202,8 +203,8 @@ func TestStoredInvalidUTF8IsServedRepaired(t *testing.T) {
 // answered busy at once instead of piling up (a lock request may wait a long time).
 func TestAPIRequestsAreBounded(t *testing.T) {
 	n := startNode(t, startNATS(t, ""), nil)
-	api := sharedobject.NewAPI(n.nc)
-	if _, err := api.Lock(ctxT(t), true, "gate", time.Minute); err != nil {
+	api := backend.NewAPI(n.nc)
+	if _, err := api.Lock(ctxT(t), backend.Persistent("gate"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	// Every one of these waits for the lock, holding a handler.
@@ -221,7 +222,7 @@ func TestAPIRequestsAreBounded(t *testing.T) {
 	}
 	busy := 0
 	for range calls - 256 {
-		if code := <-replies; code == sharedobject.CodeBusy {
+		if code := <-replies; code == backend.CodeBusy {
 			busy++
 		} else {
 			t.Fatalf("a request beyond the bound got %q; want busy", code)

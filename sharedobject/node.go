@@ -31,7 +31,6 @@ const (
 	streamTemporary  = "RSO_TEMPORARY"
 	bucketInterest   = "RSO_TEMP_INTEREST" // temporary object × node that has subscribers for it
 	bucketNodes      = "RSO_NODES"         // live nodes, each refreshed every heartbeat
-	bucketHooks      = "RSO_HOOKS"         // validation hooks
 )
 
 const (

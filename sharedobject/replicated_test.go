@@ -14,6 +14,7 @@ import (
 
 	"github.com/rso-server/rso/client"
 	"github.com/rso-server/rso/sharedobject"
+	"github.com/rso-server/rso/sharedobject/backend"
 )
 
 // Objects on a three-member JetStream cluster with three replicas: every read that a write is judged
@@ -152,7 +153,7 @@ func TestCompareAndSetOnThreeReplicas(t *testing.T) {
 // retryable reports whether a write may be re-sent with the same id.
 func retryable(err error) bool {
 	code := wireCode(err)
-	return code == sharedobject.CodeUnavailable || code == sharedobject.CodeBusy || errors.Is(err, context.DeadlineExceeded)
+	return code == backend.CodeUnavailable || code == backend.CodeBusy || errors.Is(err, context.DeadlineExceeded)
 }
 
 func counterValue(s *client.Sync) int {

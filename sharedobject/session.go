@@ -16,6 +16,7 @@ import (
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/jsonx"
 	"github.com/rso-server/rso/internal/wsconn"
+	"github.com/rso-server/rso/sharedobject/backend"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
@@ -179,7 +180,7 @@ func (s *session) handle(raw []byte) {
 		return // not acknowledged: the client re-sends after it reconnects
 	}
 	if !s.rate.Allow() {
-		s.refuse(wireErr(CodeRateLimited, "more than %g frames per second (frames_per_second); slow down", s.node.cfg.Limits.FramesPerSecond), clientFrame{id: peekID(raw)})
+		s.refuse(wireErr(backend.CodeRateLimited, "more than %g frames per second (frames_per_second); slow down", s.node.cfg.Limits.FramesPerSecond), clientFrame{id: peekID(raw)})
 		return
 	}
 	// The reader reuses its buffer, and values are kept in the object's state: own the bytes.
@@ -202,14 +203,14 @@ func (s *session) handle(raw []byte) {
 		s.unsubscribe(key)
 	case "update", "send":
 		if !s.ident.CanWrite(key.persistent, key.name) {
-			s.refuse(wireErr(CodeForbidden, "your token does not allow writing to %q", key.name), f)
+			s.refuse(wireErr(backend.CodeForbidden, "your token does not allow writing to %q", key.name), f)
 			return
 		}
 		s.mu.Lock()
 		o := s.subs.get(key)
 		s.mu.Unlock()
 		if o == nil {
-			s.refuse(wireErr(CodeNotSubscribed, "subscribe to %q (op sub) before you %s to it", key.name, f.op), f)
+			s.refuse(wireErr(backend.CodeNotSubscribed, "subscribe to %q (op sub) before you %s to it", key.name, f.op), f)
 			return
 		}
 		r := &writeReq{sess: s, id: f.id, epoch: f.epoch, user: s.ident.User, changes: f.changes}
@@ -230,7 +231,7 @@ func peekID(raw []byte) string {
 }
 
 // refuse answers a bad frame with an error frame; a client that keeps sending bad frames is disconnected.
-func (s *session) refuse(e *WireError, f clientFrame) {
+func (s *session) refuse(e *backend.Error, f clientFrame) {
 	s.send(errorFrame(e, f.id, f.obj, f.persistent))
 	if s.errs == nil {
 		s.errs = rate.NewLimiter(1, errorBudget) // refuse runs on the reader goroutine only
@@ -242,7 +243,7 @@ func (s *session) refuse(e *WireError, f clientFrame) {
 
 func (s *session) subscribe(key objKey, f clientFrame) {
 	if !s.ident.CanRead(key.persistent, key.name) {
-		s.refuse(wireErr(CodeForbidden, "your token does not allow reading %q", key.name), f)
+		s.refuse(wireErr(backend.CodeForbidden, "your token does not allow reading %q", key.name), f)
 		return
 	}
 	s.mu.Lock()
@@ -250,7 +251,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 	full := o == nil && len(s.subs) >= s.node.cfg.Limits.MaxSubscriptions
 	s.mu.Unlock()
 	if full {
-		s.refuse(wireErr(CodeTooManySubscriptions, "this connection already has %d objects (max_subscriptions); unsub from one first", s.node.cfg.Limits.MaxSubscriptions), f)
+		s.refuse(wireErr(backend.CodeTooManySubscriptions, "this connection already has %d objects (max_subscriptions); unsub from one first", s.node.cfg.Limits.MaxSubscriptions), f)
 		return
 	}
 	if o == nil {
@@ -259,7 +260,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 		o, err = s.node.acquire(ctx, key)
 		cancel()
 		if err != nil {
-			s.send(errorFrame(wireErr(CodeUnavailable, "%v", err), f.id, f.obj, f.persistent))
+			s.send(errorFrame(wireErr(backend.CodeUnavailable, "%v", err), f.id, f.obj, f.persistent))
 			return
 		}
 		s.mu.Lock()
