@@ -29,3 +29,27 @@ func PauseRegistration(n *Node, upgraded chan<- struct{}, proceed <-chan struct{
 		<-proceed
 	}
 }
+
+// HoldObjectLock takes a loaded object's lock, as a long apply would, until the returned func is called.
+func HoldObjectLock(n *Node, obj string, persistent bool) (unlock func()) {
+	n.mu.Lock()
+	o := n.objects[objKey{persistent: persistent, name: obj}]
+	n.mu.Unlock()
+	o.mu.Lock()
+	return o.mu.Unlock
+}
+
+// APIRequestsInProgress is how many server-API requests the node is working on.
+func APIRequestsInProgress(n *Node) int { return len(n.apiSlots) }
+
+// BeforeLogRead runs fn before each read of an object's log (subject rso.so.<ns>.<token>).
+func BeforeLogRead(n *Node, fn func(subject string)) { n.beforeFetch = fn }
+
+// ClientID is the id the NATS server knows the node's connection by.
+func ClientID(n *Node) uint64 {
+	id, _ := n.nc.GetClientID()
+	return id
+}
+
+// MaxParallelCatchUps bounds the replicas that read their logs at once after a reconnect.
+const MaxParallelCatchUps = maxParallelCatchUps

@@ -43,6 +43,8 @@ const (
 	maxAPIHandlers = 256
 	// catchUpRetry bounds the wait between attempts to refill the replicas after a NATS reconnect.
 	catchUpRetry = 2 * time.Second
+	// maxParallelCatchUps bounds the replicas reading their logs at once after a reconnect.
+	maxParallelCatchUps = 8
 )
 
 const (
@@ -167,6 +169,18 @@ func (n *Node) currentLink() context.Context {
 	return n.link
 }
 
+// loadedObjects is a copy of the node's objects, to visit without holding n.mu (which never waits on an
+// object's lock).
+func (n *Node) loadedObjects() []*object {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	all := make([]*object, 0, len(n.objects))
+	for _, o := range n.objects {
+		all = append(all, o)
+	}
+	return all
+}
+
 // track counts a background goroutine unless the node is shutting down.
 func (n *Node) track() bool {
 	n.mu.Lock()
@@ -205,12 +219,7 @@ func (n *Node) refill(link context.Context) {
 			return
 		}
 	}
-	n.mu.Lock()
-	todo := make([]*object, 0, len(n.objects))
-	for _, o := range n.objects {
-		todo = append(todo, o)
-	}
-	n.mu.Unlock()
+	todo := n.loadedObjects()
 	for _, o := range todo {
 		if !o.key.persistent {
 			ctx, cancel := context.WithTimeout(link, natsTimeout)
@@ -219,25 +228,41 @@ func (n *Node) refill(link context.Context) {
 		}
 	}
 	for len(todo) > 0 {
-		var failed []*object
-		for _, o := range todo {
-			select {
-			case <-o.ready:
-			default:
-				continue // still loading: it reads the log anyway
-			}
-			if o.loadErr != nil {
-				continue
-			}
-			if err := o.catchUp(link); err != nil {
-				n.log.Warn("catch-up after reconnect failed; retrying", "obj", o.key.name, "err", err)
-				failed = append(failed, o)
-			}
-		}
-		if todo = failed; len(todo) > 0 && !pause() {
+		if todo = n.catchUpAll(link, todo); len(todo) > 0 && !pause() {
 			return
 		}
 	}
+}
+
+// catchUpAll catches up the loaded replicas, up to maxParallelCatchUps at a time so that one slow log does
+// not hold up the others, and returns those that failed.
+func (n *Node) catchUpAll(link context.Context, objects []*object) (failed []*object) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxParallelCatchUps)
+	for _, o := range objects {
+		select {
+		case <-o.ready:
+		default:
+			continue // still loading: it reads the log anyway
+		}
+		if o.loadErr != nil {
+			continue
+		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if err := o.catchUp(link); err != nil {
+				n.log.Warn("catch-up after reconnect failed; retrying", "obj", o.key.name, "err", err)
+				mu.Lock()
+				failed = append(failed, o)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return failed
 }
 
 func (n *Node) setup(ctx context.Context) error {
@@ -299,9 +324,7 @@ func (n *Node) ensureStorage(ctx context.Context) error {
 // resetStream empties the replicas of every object kept in a stream that was lost: their subscribers are
 // told (clear), and the catch-up that follows reads the new log from its start.
 func (n *Node) resetStream(stream string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, o := range n.objects {
+	for _, o := range n.loadedObjects() {
 		if o.stream != stream {
 			continue
 		}
@@ -383,13 +406,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 func (n *Node) waitWritersIdle() {
 	for {
 		busy := false
-		n.mu.Lock()
-		for _, o := range n.objects {
+		for _, o := range n.loadedObjects() {
 			o.mu.Lock()
 			busy = busy || o.writing
 			o.mu.Unlock()
 		}
-		n.mu.Unlock()
 		if !busy {
 			return
 		}
@@ -406,13 +427,11 @@ func (n *Node) acquire(ctx context.Context, key objKey) (*object, error) {
 		o = newObject(n, key)
 		n.objects[key] = o
 	}
-	o.mu.Lock()
 	o.users++
 	if o.grace != nil {
 		o.grace.Stop()
 		o.grace = nil
 	}
-	o.mu.Unlock()
 	n.mu.Unlock()
 	if created {
 		if !key.persistent {
@@ -442,8 +461,6 @@ func (n *Node) acquire(ctx context.Context, key objKey) (*object, error) {
 func (n *Node) release(o *object) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	if o.users--; o.users > 0 {
 		return
 	}
@@ -452,14 +469,11 @@ func (n *Node) release(o *object) {
 
 func (n *Node) expire(o *object) {
 	n.mu.Lock()
-	o.mu.Lock()
 	if o.users > 0 || n.objects[o.key] != o || n.closing.Load() {
-		o.mu.Unlock()
 		n.mu.Unlock()
 		return
 	}
 	delete(n.objects, o.key)
-	o.mu.Unlock()
 	n.mu.Unlock()
 	if o.liveSub != nil {
 		o.liveSub.Unsubscribe()

@@ -15,8 +15,9 @@ import (
 // object is this node's replica of one shared object: the state rebuilt from the object's log, the local
 // subscribers, and the queue of writes waiting to be committed.
 //
-// Lock order: object.catching before Node.mu before object.mu; session.mu is never held while taking
-// object.mu. No network I/O happens under Node.mu or object.mu.
+// Lock order: object.catching before object.mu; Node.mu is never held while taking object.mu (the users
+// count and grace timer, which decide the object's place in the node's map, are guarded by Node.mu), and
+// session.mu is never held while taking object.mu. No network I/O happens under Node.mu or object.mu.
 type object struct {
 	node       *Node
 	key        objKey
@@ -34,12 +35,14 @@ type object struct {
 	// the read: subscribes, leaves and the node's map never wait on a slow or stalled log.
 	catching sync.Mutex
 
+	// Guarded by Node.mu:
+	users int // subscribed sessions plus API calls in progress; 0 starts the grace timer
+	grace *time.Timer
+
 	mu       sync.Mutex
 	state    *model.State
 	seq      uint64 // stream sequence of the last applied entry
 	subs     map[*session]struct{}
-	users    int // subscribed sessions plus API calls in progress; 0 starts the grace timer
-	grace    *time.Timer
 	awaiting map[string]*pendingReply // origin+"\x00"+id → what the changer is told besides its successes
 	wq       []*writeReq
 	writing  bool
