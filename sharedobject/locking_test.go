@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/rso-server/rso/sharedobject"
+	"github.com/rso-server/rso/sharedobject/backend"
 )
 
 // The node's own lock (its map of objects and sessions) never waits on one object's lock: a call that is
@@ -19,10 +20,10 @@ func TestBusyObjectDoesNotBlockTheNode(t *testing.T) {
 	update(t, a, "busy", true, set("x", 0, 1))
 
 	unlock := HoldLock(t, n, "busy")
-	api := sharedobject.NewAPI(n.nc)
+	api := backend.NewAPI(n.nc)
 	done := make(chan error, 1)
 	go func() { // a server-API read of the busy object waits for its lock
-		_, err := api.Get(context.Background(), true, "busy")
+		_, err := api.Get(context.Background(), backend.Persistent("busy"))
 		done <- err
 	}()
 	waitFor(t, "the API request to reach the node", func() bool { return sharedobject.APIRequestsInProgress(n.node) == 1 })
