@@ -489,7 +489,13 @@ func TestAfterReconnect(t *testing.T) {
 	f := newFixture(t, nil, true, nil)
 	p, _, _ := dialWS(t, f.wsURL("user=alice"), nil)
 	p.nextOp("hello")
-	f.relay.afterReconnect()
+	id, err := f.nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.DisconnectClientByID(id); err != nil { // the connection drops; nats.go reconnects
+		t.Fatal(err)
+	}
 	p.nextOp("resync")
 	deadline := time.Now().Add(waitLimit)
 	for {

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rso-server/rso/internal/keyed"
+	"github.com/rso-server/rso/internal/natslink"
 	"github.com/rso-server/rso/internal/utf8x"
 )
 
@@ -62,6 +63,7 @@ type Server struct {
 	listeners  map[net.Listener]struct{}
 	wg         sync.WaitGroup // connections, listeners and the heartbeat
 	stopOnce   sync.Once
+	unwatch    func() // stops watching the NATS connection's status
 	done       chan struct{}
 }
 
@@ -131,13 +133,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Deliveries published while the connection was down are lost, and presence may have been swept:
 	// announce the users again and tell every client to sync.
-	prev := nc.Opts.ReconnectedCB
-	nc.SetReconnectHandler(func(c *nats.Conn) {
-		if prev != nil {
-			prev(c)
-		}
-		s.afterReconnect()
-	})
+	s.unwatch = natslink.Watch(nc, func() {}, s.afterReconnect)
 	s.wg.Add(1)
 	go s.heartbeatLoop(rev)
 	return s, nil
@@ -162,6 +158,7 @@ func (s *Server) nodeValue() []byte {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		defer close(s.done)
+		s.unwatch()
 		s.gate.Lock()
 		s.closed = true
 		s.gate.Unlock()

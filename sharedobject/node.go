@@ -22,6 +22,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/ids"
+	"github.com/rso-server/rso/internal/natslink"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
@@ -74,7 +75,7 @@ type Node struct {
 	linkMu     sync.Mutex
 	link       context.Context
 	linkCancel context.CancelFunc
-	linkGen    uint64
+	unwatch    func() // stops watching the connection's status
 	// streamBorn is when each stream was created, as last seen: a stream created again (a memory stream
 	// lost with its NATS server) holds none of what the replicas applied, and they start over.
 	streamBorn map[string]time.Time
@@ -128,38 +129,34 @@ func NewNode(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		n.cancel()
 		return nil, err
 	}
-	prevDown := nc.Opts.DisconnectedErrCB
-	nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
-		if prevDown != nil {
-			prevDown(c, err)
-		}
-		n.linkMu.Lock()
-		n.linkCancel()
-		n.linkMu.Unlock()
-	})
-	// Entries republished while the connection was down are lost to this node: refill every replica.
-	prev := nc.Opts.ReconnectedCB
-	nc.SetReconnectHandler(func(c *nats.Conn) {
-		if prev != nil {
-			prev(c)
-		}
-		n.linkMu.Lock()
-		n.linkCancel()
-		n.link, n.linkCancel = context.WithCancel(n.ctx)
-		n.linkGen++
-		link := n.link
-		n.linkMu.Unlock()
-		if !n.track() {
-			return
-		}
-		go func() {
-			defer n.wg.Done()
-			n.refill(link)
-		}()
-	})
+	n.unwatch = natslink.Watch(nc, n.linkLost, n.linkBack)
 	n.wg.Add(1)
 	go n.heartbeatLoop()
 	return n, nil
+}
+
+// linkLost ends the current link, so that reads and publishes in flight fail at once.
+func (n *Node) linkLost() {
+	n.linkMu.Lock()
+	n.linkCancel()
+	n.linkMu.Unlock()
+}
+
+// linkBack starts a new link and refills every replica: entries republished while the connection was down
+// are lost to this node.
+func (n *Node) linkBack() {
+	n.linkMu.Lock()
+	n.linkCancel()
+	n.link, n.linkCancel = context.WithCancel(n.ctx)
+	link := n.link
+	n.linkMu.Unlock()
+	if !n.track() {
+		return
+	}
+	go func() {
+		defer n.wg.Done()
+		n.refill(link)
+	}()
 }
 
 // currentLink is the context of the NATS connection as it is now (already done while disconnected).
@@ -366,6 +363,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Unlock()
 	n.stopOnce.Do(func() {
 		defer close(n.done)
+		n.unwatch()
 		for _, s := range n.apiSubs {
 			s.Unsubscribe()
 		}
