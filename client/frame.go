@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/tidwall/gjson"
 )
 
@@ -78,26 +79,26 @@ type Message struct {
 	ID         string          // the sender's request id, if it gave one
 }
 
-// Error codes of error frames (docs/PROTOCOL.md 1.7).
+// Error codes of error frames (docs/PROTOCOL.md 1.7): the server's own table.
 const (
-	ErrCodeBadJSON              = "bad_json"
-	ErrCodeBadFrame             = "bad_frame"
-	ErrCodeUnknownOp            = "unknown_op"
-	ErrCodeBadName              = "bad_name"
-	ErrCodeFrameTooLarge        = "frame_too_large"
-	ErrCodeValueTooLarge        = "value_too_large"
-	ErrCodeTooManyChanges       = "too_many_changes"
-	ErrCodeTooManySlots         = "too_many_slots"
-	ErrCodeObjectTooLarge       = "object_too_large"
-	ErrCodeTooManySubscriptions = "too_many_subscriptions"
-	ErrCodeNotSubscribed        = "not_subscribed"
-	ErrCodeForbidden            = "forbidden"
-	ErrCodeRateLimited          = "rate_limited"
-	ErrCodeHookUnavailable      = "hook_unavailable"
-	ErrCodeBusy                 = "busy"
-	ErrCodeUnavailable          = "unavailable"
-	ErrCodeInternal             = "internal"
-	ErrCodeUnauthorized         = "unauthorized" // only in the body of a refused upgrade (HTTP 401)
+	ErrCodeBadJSON              = wire.CodeBadJSON
+	ErrCodeBadFrame             = wire.CodeBadFrame
+	ErrCodeUnknownOp            = wire.CodeUnknownOp
+	ErrCodeBadName              = wire.CodeBadName
+	ErrCodeFrameTooLarge        = wire.CodeFrameTooLarge
+	ErrCodeValueTooLarge        = wire.CodeValueTooLarge
+	ErrCodeTooManyChanges       = wire.CodeTooManyChanges
+	ErrCodeTooManySlots         = wire.CodeTooManySlots
+	ErrCodeObjectTooLarge       = wire.CodeObjectTooLarge
+	ErrCodeTooManySubscriptions = wire.CodeTooManySubscriptions
+	ErrCodeNotSubscribed        = wire.CodeNotSubscribed
+	ErrCodeForbidden            = wire.CodeForbidden
+	ErrCodeRateLimited          = wire.CodeRateLimited
+	ErrCodeHookUnavailable      = wire.CodeHookUnavailable
+	ErrCodeBusy                 = wire.CodeBusy
+	ErrCodeUnavailable          = wire.CodeUnavailable
+	ErrCodeInternal             = wire.CodeInternal
+	ErrCodeUnauthorized         = wire.CodeUnauthorized // only in the body of a refused upgrade (HTTP 401)
 )
 
 // ServerError is an error frame: the server refused one frame and applied nothing of it.

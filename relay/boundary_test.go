@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 // The relay's boundary: what it takes from clients and what it writes to them.
@@ -63,7 +64,7 @@ func TestFramesMustBeUTF8(t *testing.T) {
 		for _, frame := range []string{notUTF8, signal} {
 			p.write(frame)
 			e := p.nextOp("error")
-			if id := gjson.Get(frame, "id").Str; e.Get("code").Str != CodeBadJSON || e.Get("message").Str != "frame is not valid UTF-8" || e.Get("id").Str != id {
+			if id := gjson.Get(frame, "id").Str; e.Get("code").Str != wire.CodeBadJSON || e.Get("message").Str != "frame is not valid UTF-8" || e.Get("id").Str != id {
 				t.Fatalf("%q: %s", frame, e.Raw)
 			}
 		}
@@ -117,7 +118,7 @@ func TestOneIDRule(t *testing.T) {
 			`{"op":"send","id":"` + id65 + `","to":"bob","body":1}`,
 		} {
 			p.write(frame)
-			if e := p.nextOp("error"); e.Get("code").Str != CodeBadFrame || e.Get("message").Str != `field "id" must be a string of 1 to 64 bytes` {
+			if e := p.nextOp("error"); e.Get("code").Str != wire.CodeBadFrame || e.Get("message").Str != `field "id" must be a string of 1 to 64 bytes` {
 				t.Fatalf("%s: %s", frame, e.Raw)
 			}
 		}
@@ -137,7 +138,7 @@ func TestLimitErrorsStateTheNumbers(t *testing.T) {
 	peers[0].write(big)
 	peers[1].write(big + "\r") // a "\r\n" line end is not part of the frame
 	for _, p := range peers {
-		if e := p.nextOp("error"); e.Get("code").Str != CodeFrameTooLarge || e.Get("message").Str != want {
+		if e := p.nextOp("error"); e.Get("code").Str != wire.CodeFrameTooLarge || e.Get("message").Str != want {
 			t.Fatalf("oversized frame: %s", e.Raw)
 		}
 	}
@@ -160,7 +161,7 @@ func TestLimitErrorsStateTheNumbers(t *testing.T) {
 				switch fr := p.next(); fr.Get("op").Str {
 				case "second":
 				case "error":
-					if fr.Get("code").Str != CodeRateLimited || fr.Get("message").Str != tc.message || fr.Get("id").Str == "" {
+					if fr.Get("code").Str != wire.CodeRateLimited || fr.Get("message").Str != tc.message || fr.Get("id").Str == "" {
 						t.Fatalf("refusal: %s", fr.Raw)
 					}
 					refused++
@@ -256,10 +257,10 @@ func FuzzCheckFrame(f *testing.F) {
 		if len(raw) > max || !utf8.Valid(raw) || !gjson.ValidBytes(raw) || !gjson.ParseBytes(raw).IsObject() {
 			t.Fatalf("accepted %q", raw)
 		}
-		if v := gjson.GetBytes(raw, "id"); v.Exists() && (id != v.Str || id == "" || len(id) > maxIDBytes) {
+		if v := gjson.GetBytes(raw, "id"); v.Exists() && (id != v.Str || id == "" || len(id) > wire.MaxIDBytes) {
 			t.Fatalf("accepted id %q of %q", id, raw)
 		}
-		wantValidJSON(t, "pong", pongFrame(id))
+		wantValidJSON(t, "pong", wire.PongFrame(id))
 		wantValidJSON(t, "envelope", c.envelope(raw))
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/jsonx"
 	"github.com/rso-server/rso/internal/utf8x"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/internal/wsconn"
 )
 
@@ -87,11 +88,11 @@ func (c *conn) open() (int, string, error) {
 	unlock()
 	if err != nil {
 		var se *serviceError
-		if errors.As(err, &se) && se.code != CodeUnavailable {
+		if errors.As(err, &se) && se.code != wire.CodeUnavailable {
 			c.t.Send(errorFrame(se.code, se.message, ""))
 			return closeInternal, "the chat service refused the connection", err
 		}
-		c.t.Send(errorFrame(CodeUnavailable, err.Error(), ""))
+		c.t.Send(errorFrame(wire.CodeUnavailable, err.Error(), ""))
 		return closeRestart, "chat service unavailable; reconnect", err
 	}
 	if !c.ident.Expires.IsZero() {
@@ -122,7 +123,7 @@ func (c *conn) handle(raw []byte) {
 	defer s.inflight.Done()
 	l := s.cfg.Limits
 	if !c.frames.Allow() {
-		c.refuse(CodeRateLimited, fmt.Sprintf("more than %g frames per second (frames_per_second); slow down and re-send (same id)", l.FramesPerSecond), peekID(raw))
+		c.refuse(wire.CodeRateLimited, fmt.Sprintf("more than %g frames per second (frames_per_second); slow down and re-send (same id)", l.FramesPerSecond), wire.PeekID(raw))
 		return
 	}
 	op, id, r := checkFrame(raw, l.MaxFrameBytes)
@@ -132,14 +133,14 @@ func (c *conn) handle(raw []byte) {
 	}
 	switch op {
 	case "ping":
-		c.t.Send(pongFrame(id))
+		c.t.Send(wire.PongFrame(id))
 		return
 	case "auth":
-		c.refuse(CodeBadFrame, "already signed in; auth is only the first frame of a TCP connection", id)
+		c.refuse(wire.CodeBadFrame, "already signed in; auth is only the first frame of a TCP connection", id)
 		return
 	case "send":
 		if !c.sends.Allow() {
-			c.refuse(CodeRateLimited, fmt.Sprintf("more than %g messages per second (messages_per_second); slow down and re-send (same id)", l.MessagesPerSecond), id)
+			c.refuse(wire.CodeRateLimited, fmt.Sprintf("more than %g messages per second (messages_per_second); slow down and re-send (same id)", l.MessagesPerSecond), id)
 			return
 		}
 	}
@@ -169,7 +170,7 @@ func (c *conn) forward(raw []byte, id string) {
 	defer cancel()
 	m, err := s.nc.RequestWithContext(ctx, subjFrame, c.envelope(raw))
 	if err != nil {
-		c.t.Send(errorFrame(CodeUnavailable, serviceUnavailable(err), id))
+		c.t.Send(errorFrame(wire.CodeUnavailable, serviceUnavailable(err), id))
 		return
 	}
 	if len(m.Data) == 0 {

@@ -7,45 +7,15 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/rso-server/rso/internal/jsonx"
 	"github.com/rso-server/rso/internal/utf8x"
+	"github.com/rso-server/rso/internal/wire"
 )
 
-// Error codes the relay itself sends (docs/PROTOCOL.md §3.8); the messaging service sends the others.
-// They are part of the protocol: never rename one.
-const (
-	CodeBadJSON       = "bad_json"
-	CodeBadFrame      = "bad_frame"
-	CodeFrameTooLarge = "frame_too_large"
-	CodeRateLimited   = "rate_limited"
-	CodeUnauthorized  = "unauthorized"
-	CodeTokenExpired  = "token_expired"
-	CodeUnavailable   = "unavailable"
-)
+const maxDeviceBytes = 64
 
-const (
-	maxIDBytes     = 64
-	maxDeviceBytes = 64
-)
-
+// errorFrame refuses the request id (docs/PROTOCOL.md §3.8).
 func errorFrame(code, message, id string) []byte {
-	b := make([]byte, 0, 96+len(message))
-	b = append(b, `{"op":"error","code":`...)
-	b = jsonx.AppendString(b, code)
-	b = append(b, `,"message":`...)
-	b = jsonx.AppendString(b, message)
-	if id != "" {
-		b = append(b, `,"id":`...)
-		b = jsonx.AppendString(b, id)
-	}
-	return append(b, '}')
-}
-
-func pongFrame(id string) []byte {
-	if id == "" {
-		return []byte(`{"op":"pong"}`)
-	}
-	return append(jsonx.AppendString([]byte(`{"op":"pong","id":`), id), '}')
+	return wire.ErrorFrame(&wire.Error{Code: code, Message: message}, id)
 }
 
 // closeFrame is the last frame a TCP client gets: the close code and reason a WebSocket carries in its
@@ -82,37 +52,28 @@ type refusal struct{ code, message string }
 // checkFrame is the relay's boundary check of one client frame, the same for WebSocket and TCP: its size,
 // JSON, UTF-8 (gjson does not look inside strings, and a browser fails its socket on a text frame that
 // is not UTF-8, so nothing invalid may be stored or relayed), an object, and an "id", when there is one,
-// of 1 to maxIDBytes bytes. It returns the frame's op and id; id is set for a refusal too when it could be read.
+// of 1 to wire.MaxIDBytes bytes. It returns the frame's op and id; id is set for a refusal too when it could be read.
 func checkFrame(raw []byte, maxFrame int) (op, id string, r *refusal) {
 	if len(raw) > maxFrame {
-		return "", peekID(raw), &refusal{CodeFrameTooLarge, tooLargeText(len(raw), maxFrame)}
+		return "", wire.PeekID(raw), &refusal{wire.CodeFrameTooLarge, tooLargeText(len(raw), maxFrame)}
 	}
 	if !gjson.ValidBytes(raw) {
-		return "", "", &refusal{CodeBadJSON, "frame is not valid JSON"}
+		return "", "", &refusal{wire.CodeBadJSON, "frame is not valid JSON"}
 	}
-	id = peekID(raw)
+	id = wire.PeekID(raw)
 	if !utf8.Valid(raw) {
-		return "", id, &refusal{CodeBadJSON, utf8x.InvalidFrame}
+		return "", id, &refusal{wire.CodeBadJSON, utf8x.InvalidFrame}
 	}
 	root := gjson.ParseBytes(raw)
 	if !root.IsObject() {
-		return "", "", &refusal{CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`}
+		return "", "", &refusal{wire.CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`}
 	}
-	if v := root.Get("id"); v.Exists() && (v.Type != gjson.String || len(v.Str) == 0 || len(v.Str) > maxIDBytes) {
-		return "", "", &refusal{CodeBadFrame, fmt.Sprintf(`field "id" must be a string of 1 to %d bytes`, maxIDBytes)}
+	if v := root.Get("id"); v.Exists() && (v.Type != gjson.String || len(v.Str) == 0 || len(v.Str) > wire.MaxIDBytes) {
+		return "", "", &refusal{wire.CodeBadFrame, fmt.Sprintf(`field "id" must be a string of 1 to %d bytes`, wire.MaxIDBytes)}
 	}
 	return root.Get("op").Str, id, nil
 }
 
 func tooLargeText(size, max int) string {
 	return fmt.Sprintf("frame is %d bytes; the limit is %d (max_frame_bytes)", size, max)
-}
-
-// peekID finds a refused frame's id, so that the client can fail that request at once.
-func peekID(raw []byte) string {
-	id := gjson.GetBytes(raw, "id")
-	if id.Type == gjson.String && len(id.Str) > 0 && len(id.Str) <= maxIDBytes {
-		return id.Str
-	}
-	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 // The relay's part of presence: it tells the messaging service when a connection opens (hello, which also
@@ -61,10 +62,10 @@ func (s *Server) ask(subject string, req any, out *serviceReply) error {
 	defer cancel()
 	m, err := s.nc.RequestWithContext(ctx, subject, body)
 	if err != nil {
-		return &serviceError{CodeUnavailable, serviceUnavailable(err)}
+		return &serviceError{wire.CodeUnavailable, serviceUnavailable(err)}
 	}
 	if err := json.Unmarshal(m.Data, out); err != nil {
-		return &serviceError{CodeUnavailable, fmt.Sprintf("bad answer from the chat service: %v", err)}
+		return &serviceError{wire.CodeUnavailable, fmt.Sprintf("bad answer from the chat service: %v", err)}
 	}
 	if out.Error != nil {
 		return &serviceError{out.Error.Code, out.Error.Message}

@@ -14,6 +14,7 @@ import (
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/utf8x"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 // ServeTCP accepts raw TCP clients on ln until Shutdown (then it returns ErrServerClosed) or until ln
@@ -77,11 +78,11 @@ func (s *Server) serveTCPConn(nc net.Conn) {
 	err := t.readLoop(maxFrame, deadline, func(frame []byte, tooLarge int) {
 		switch {
 		case c != nil && tooLarge > 0:
-			c.refuse(CodeFrameTooLarge, tooLargeText(tooLarge, maxFrame), "")
+			c.refuse(wire.CodeFrameTooLarge, tooLargeText(tooLarge, maxFrame), "")
 		case c != nil:
 			c.handle(frame)
 		case tooLarge > 0:
-			t.Send(errorFrame(CodeFrameTooLarge, "the auth "+tooLargeText(tooLarge, maxFrame), ""))
+			t.Send(errorFrame(wire.CodeFrameTooLarge, "the auth "+tooLargeText(tooLarge, maxFrame), ""))
 			t.Close(closeUnauthorized, "no valid auth frame")
 		default:
 			c = s.authTCP(t, frame)
@@ -113,26 +114,26 @@ func (s *Server) authTCP(t *tcpConn, frame []byte) *conn {
 		return nil
 	}
 	if !gjson.ValidBytes(frame) {
-		return fail(CodeBadJSON, "the first frame must be {\"op\":\"auth\",\"token\":\"…\"}", closeUnauthorized)
+		return fail(wire.CodeBadJSON, "the first frame must be {\"op\":\"auth\",\"token\":\"…\"}", closeUnauthorized)
 	}
 	if !utf8.Valid(frame) {
-		return fail(CodeBadJSON, utf8x.InvalidFrame, closeUnauthorized)
+		return fail(wire.CodeBadJSON, utf8x.InvalidFrame, closeUnauthorized)
 	}
 	f := gjson.ParseBytes(frame)
 	if f.Get("op").Str != "auth" {
-		return fail(CodeUnauthorized, "the first frame must be {\"op\":\"auth\",\"token\":\"…\"}", closeUnauthorized)
+		return fail(wire.CodeUnauthorized, "the first frame must be {\"op\":\"auth\",\"token\":\"…\"}", closeUnauthorized)
 	}
 	device := f.Get("device")
 	if device.Exists() && (device.Type != gjson.String || !ids.Valid(device.Str, maxDeviceBytes)) {
-		return fail(CodeBadFrame, "\"device\" must be 1 to 64 letters, digits, '-' or '_'", closeUnauthorized)
+		return fail(wire.CodeBadFrame, "\"device\" must be 1 to 64 letters, digits, '-' or '_'", closeUnauthorized)
 	}
 	ident, err := s.verifyTCP(f)
 	if err != nil {
 		var ae *auth.Error
-		if errors.As(err, &ae) && ae.Code == auth.CodeTokenExpired {
-			return fail(CodeTokenExpired, ae.Message, closeTokenExpired)
+		if errors.As(err, &ae) && ae.Code == wire.CodeTokenExpired {
+			return fail(wire.CodeTokenExpired, ae.Message, closeTokenExpired)
 		}
-		return fail(CodeUnauthorized, err.Error(), closeUnauthorized)
+		return fail(wire.CodeUnauthorized, err.Error(), closeUnauthorized)
 	}
 	c := s.newConn(t, ident, device.Str)
 	if code, text, err := c.open(); err != nil {
@@ -153,7 +154,7 @@ func (s *Server) verifyTCP(f gjson.Result) (*auth.Identity, error) {
 	}
 	token := f.Get("token")
 	if token.Type != gjson.String || token.Str == "" {
-		return nil, &auth.Error{Code: auth.CodeUnauthorized, Message: "auth needs \"token\": a JWT signed with this server's -token-secret"}
+		return nil, &auth.Error{Code: wire.CodeUnauthorized, Message: "auth needs \"token\": a JWT signed with this server's -token-secret"}
 	}
 	return s.cfg.Auth.Verify(token.Str)
 }

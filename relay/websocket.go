@@ -4,23 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sync"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/ids"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/internal/wsconn"
 )
-
-var upgrader = websocket.Upgrader{
-	// No ReadBufferSize: wsconn.Upgrade gives each connection a small read buffer of its own.
-	WriteBufferSize: 4096,
-	// Write buffers go back to the pool between writes, so idle connections do not hold one.
-	WriteBufferPool: &sync.Pool{},
-	// Access is decided by the token, not by the page's origin (tokens are not ambient credentials).
-	CheckOrigin: func(*http.Request) bool { return true },
-}
 
 // ServeHTTP upgrades a request to the private-chat WebSocket (mount it at /relay). The token comes as
 // ?token= or "Authorization: Bearer"; without a secret (anonymous mode) ?user=NAME names the client, as on
@@ -36,7 +25,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ident, err := s.cfg.Auth.FromRequest(r)
 	if err != nil {
-		code, msg := auth.CodeUnauthorized, err.Error()
+		code, msg := wire.CodeUnauthorized, err.Error()
 		var ae *auth.Error
 		if errors.As(err, &ae) {
 			code, msg = ae.Code, ae.Message
@@ -46,10 +35,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	device := r.URL.Query().Get("device")
 	if device != "" && !ids.Valid(device, maxDeviceBytes) {
-		writeJSONError(w, http.StatusBadRequest, CodeBadFrame, "?device= must be 1 to 64 letters, digits, '-' or '_'")
+		writeJSONError(w, http.StatusBadRequest, wire.CodeBadFrame, "?device= must be 1 to 64 letters, digits, '-' or '_'")
 		return
 	}
-	ws, err := wsconn.Upgrade(&upgrader, w, r, nil)
+	ws, err := wsconn.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rso-server/rso/internal/jsonx"
-	"github.com/rso-server/rso/sharedobject/backend"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/sharedobject/internal/apiwire"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
@@ -36,7 +36,7 @@ func (n *Node) serveAPI() error {
 			select {
 			case n.apiSlots <- struct{}{}:
 			default:
-				out, _ := json.Marshal(failed(wireErr(backend.CodeBusy, "this node is working on %d server-API requests; retry shortly", maxAPIHandlers)))
+				out, _ := json.Marshal(failed(wire.Errorf(wire.CodeBusy, "this node is working on %d server-API requests; retry shortly", maxAPIHandlers)))
 				m.Respond(out)
 				return
 			}
@@ -59,20 +59,20 @@ func (n *Node) serveAPI() error {
 func (n *Node) handleAPI(op string, data []byte) apiwire.Reply {
 	var req apiwire.Request
 	if !utf8.Valid(data) { // values are kept verbatim and written into text frames
-		return failed(wireErr(backend.CodeBadJSON, "request is not valid UTF-8"))
+		return failed(wire.Errorf(wire.CodeBadJSON, "request is not valid UTF-8"))
 	}
 	if err := json.Unmarshal(data, &req); err != nil {
-		return failed(wireErr(backend.CodeBadJSON, "request is not valid JSON: %v", err))
+		return failed(wire.Errorf(wire.CodeBadJSON, "request is not valid JSON: %v", err))
 	}
 	lim := &n.cfg.Limits
 	if !validName(req.Obj, lim.MaxNameBytes) {
-		return failed(wireErr(backend.CodeBadName, "object name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(req.Obj), lim.MaxNameBytes))
+		return failed(wire.Errorf(wire.CodeBadName, "object name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(req.Obj), lim.MaxNameBytes))
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, maxLockTTL)
 	defer cancel()
 	o, err := n.acquire(ctx, objKey{persistent: req.Persistent, name: req.Obj})
 	if err != nil {
-		return failed(wireErr(backend.CodeUnavailable, "%v", err))
+		return failed(wire.Errorf(wire.CodeUnavailable, "%v", err))
 	}
 	defer n.release(o)
 	r := &writeReq{user: req.From, force: true}
@@ -91,20 +91,20 @@ func (n *Node) handleAPI(op string, data []byte) apiwire.Reply {
 		r.changes = changes
 		if op == "unlock" {
 			if req.Lock == "" {
-				return failed(wireErr(backend.CodeBadFrame, "unlock needs \"lock\": the id lock returned"))
+				return failed(wire.Errorf(wire.CodeBadFrame, "unlock needs \"lock\": the id lock returned"))
 			}
 			r.holds, r.unlockID = req.Lock, req.Lock
 		}
 	case "send":
 		if !validName(req.Handler, lim.MaxNameBytes) {
-			return failed(wireErr(backend.CodeBadName, "handler %q must be 1 to %d bytes without spaces or control characters", clip(req.Handler), lim.MaxNameBytes))
+			return failed(wire.Errorf(wire.CodeBadName, "handler %q must be 1 to %d bytes without spaces or control characters", clip(req.Handler), lim.MaxNameBytes))
 		}
 		args := jsonx.Compact(req.Args)
 		if len(args) == 0 {
 			args = []byte("[]")
 		}
 		if args[0] != '[' {
-			return failed(wireErr(backend.CodeBadFrame, "\"args\" must be a JSON array"))
+			return failed(wire.Errorf(wire.CodeBadFrame, "\"args\" must be a JSON array"))
 		}
 		r.msg = &model.Message{User: req.From, Handler: req.Handler, Args: args}
 	case "clear":
@@ -115,15 +115,15 @@ func (n *Node) handleAPI(op string, data []byte) apiwire.Reply {
 			ttl = defaultLockTTL
 		}
 		if ttl > maxLockTTL {
-			return failed(wireErr(backend.CodeBadFrame, "ttl_ms %d is longer than %d; unlock and lock again instead", req.TTLms, maxLockTTL.Milliseconds()))
+			return failed(wire.Errorf(wire.CodeBadFrame, "ttl_ms %d is longer than %d; unlock and lock again instead", req.TTLms, maxLockTTL.Milliseconds()))
 		}
 		r.lock = &model.LockState{ID: randomID(9), Until: time.Now().Add(ttl).UnixMilli()}
 	}
 	version, err := o.submit(ctx, r)
 	if err != nil {
-		var werr *backend.Error
+		var werr *wire.Error
 		if !errors.As(err, &werr) {
-			werr = wireErr(backend.CodeUnavailable, "%v", err)
+			werr = wire.Errorf(wire.CodeUnavailable, "%v", err)
 		}
 		return failed(werr)
 	}
@@ -135,15 +135,15 @@ func (n *Node) handleAPI(op string, data []byte) apiwire.Reply {
 }
 
 // apiChanges turns a request's set and delete into changes, checked like a client's.
-func apiChanges(req *apiwire.Request, lim *Limits) ([]model.Change, *backend.Error) {
+func apiChanges(req *apiwire.Request, lim *Limits) ([]model.Change, *wire.Error) {
 	var changes []model.Change
 	for name, v := range req.Set {
 		if !validName(name, lim.MaxNameBytes) {
-			return nil, wireErr(backend.CodeBadName, "slot name %q must be 1 to %d bytes without spaces or control characters", clip(name), lim.MaxNameBytes)
+			return nil, wire.Errorf(wire.CodeBadName, "slot name %q must be 1 to %d bytes without spaces or control characters", clip(name), lim.MaxNameBytes)
 		}
 		v = jsonx.Compact(v)
 		if len(v) > lim.MaxValueBytes {
-			return nil, wireErr(backend.CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", name, len(v), lim.MaxValueBytes)
+			return nil, wire.Errorf(wire.CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", name, len(v), lim.MaxValueBytes)
 		}
 		changes = append(changes, model.Change{Name: name, Value: v})
 	}
@@ -151,7 +151,7 @@ func apiChanges(req *apiwire.Request, lim *Limits) ([]model.Change, *backend.Err
 	slices.SortFunc(changes, func(a, b model.Change) int { return strings.Compare(a.Name, b.Name) })
 	for _, name := range req.Delete {
 		if _, dup := req.Set[name]; dup || !validName(name, lim.MaxNameBytes) {
-			return nil, wireErr(backend.CodeBadName, "slot %q to delete is invalid or also set", clip(name))
+			return nil, wire.Errorf(wire.CodeBadName, "slot %q to delete is invalid or also set", clip(name))
 		}
 		changes = append(changes, model.Change{Name: name, Delete: true})
 	}
@@ -159,6 +159,6 @@ func apiChanges(req *apiwire.Request, lim *Limits) ([]model.Change, *backend.Err
 }
 
 // failed is the reply that refuses a request with e.
-func failed(e *backend.Error) apiwire.Reply {
-	return apiwire.Reply{Error: &apiwire.Error{Code: e.Code, Message: e.Message}}
+func failed(e *wire.Error) apiwire.Reply {
+	return apiwire.Reply{Error: e}
 }

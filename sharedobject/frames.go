@@ -1,22 +1,16 @@
 package sharedobject
 
 import (
-	"fmt"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
-	"github.com/rso-server/rso/sharedobject/backend"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
-// wireErr is a refusal with a stable code (backend.Code…), sent in an error frame or an API reply.
-func wireErr(code, format string, args ...any) *backend.Error {
-	return &backend.Error{Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
+// wireErr is a refusal with a stable code (wire.Code…), sent in an error frame or an API reply.
 // clientFrame is one decoded client frame. Fields not used by its op are zero.
 type clientFrame struct {
 	op         string
@@ -30,25 +24,23 @@ type clientFrame struct {
 	args       []byte
 }
 
-const maxIDBytes = 64
-
 // parseClientFrame validates one frame at the boundary: well-formed JSON, a known op, every field of the
 // right type and size. It never touches state.
-func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *backend.Error) {
+func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *wire.Error) {
 	if len(data) > lim.MaxFrameBytes {
-		return f, wireErr(backend.CodeFrameTooLarge, "frame is %d bytes; the limit is %d (max_frame_bytes)", len(data), lim.MaxFrameBytes)
+		return f, wire.Errorf(wire.CodeFrameTooLarge, "frame is %d bytes; the limit is %d (max_frame_bytes)", len(data), lim.MaxFrameBytes)
 	}
 	if !gjson.ValidBytes(data) {
-		return f, wireErr(backend.CodeBadJSON, "frame is not valid JSON")
+		return f, wire.Errorf(wire.CodeBadJSON, "frame is not valid JSON")
 	}
 	// JSON validity does not cover the bytes inside strings, and a value relayed to browsers must be
 	// UTF-8 (RFC 6455 §8.1), or every subscriber's socket would fail on it.
 	if !utf8.Valid(data) {
-		return f, wireErr(backend.CodeBadJSON, "frame is not valid UTF-8")
+		return f, wire.Errorf(wire.CodeBadJSON, "frame is not valid UTF-8")
 	}
 	root := gjson.ParseBytes(data)
 	if !root.IsObject() {
-		return f, wireErr(backend.CodeBadJSON, "frame must be a JSON object like {\"op\":\"sub\",...}")
+		return f, wire.Errorf(wire.CodeBadJSON, "frame must be a JSON object like {\"op\":\"sub\",...}")
 	}
 	var changes, args gjson.Result
 	root.ForEach(func(key, v gjson.Result) bool {
@@ -59,13 +51,13 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *backend.Er
 			werr = wantString(v, "obj", &f.obj)
 		case "persistent":
 			if v.Type != gjson.True && v.Type != gjson.False {
-				werr = wireErr(backend.CodeBadFrame, "field \"persistent\" must be true or false")
+				werr = wire.Errorf(wire.CodeBadFrame, "field \"persistent\" must be true or false")
 			}
 			f.persistent = v.Type == gjson.True
 		case "id":
 			werr = wantString(v, "id", &f.id)
-			if werr == nil && (len(f.id) == 0 || len(f.id) > maxIDBytes) {
-				werr = wireErr(backend.CodeBadFrame, "field \"id\" must be 1 to %d bytes", maxIDBytes)
+			if werr == nil && (len(f.id) == 0 || len(f.id) > wire.MaxIDBytes) {
+				werr = wire.Errorf(wire.CodeBadFrame, "field \"id\" must be 1 to %d bytes", wire.MaxIDBytes)
 			}
 		case "version":
 			f.version, werr = wantVersion(v, "version")
@@ -88,28 +80,28 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *backend.Er
 		return f, nil
 	case "sub", "unsub", "update", "send":
 	case "":
-		return f, wireErr(backend.CodeBadFrame, "frame has no \"op\"; use one of sub, unsub, update, send, ping")
+		return f, wire.Errorf(wire.CodeBadFrame, "frame has no \"op\"; use one of sub, unsub, update, send, ping")
 	default:
-		return f, wireErr(backend.CodeUnknownOp, "unknown op %q; use one of sub, unsub, update, send, ping", f.op)
+		return f, wire.Errorf(wire.CodeUnknownOp, "unknown op %q; use one of sub, unsub, update, send, ping", f.op)
 	}
 	if !validName(f.obj, lim.MaxNameBytes) {
-		return f, wireErr(backend.CodeBadName, "object name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.obj), lim.MaxNameBytes)
+		return f, wire.Errorf(wire.CodeBadName, "object name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.obj), lim.MaxNameBytes)
 	}
 	switch f.op {
 	case "update":
 		if f.id == "" {
-			return f, wireErr(backend.CodeBadFrame, "update needs an \"id\" so that its answer can be matched and a retry is applied once")
+			return f, wire.Errorf(wire.CodeBadFrame, "update needs an \"id\" so that its answer can be matched and a retry is applied once")
 		}
 		f.changes, werr = parseChanges(data, changes, lim)
 	case "send":
 		if !validName(f.handler, lim.MaxNameBytes) {
-			return f, wireErr(backend.CodeBadName, "handler %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.handler), lim.MaxNameBytes)
+			return f, wire.Errorf(wire.CodeBadName, "handler %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(f.handler), lim.MaxNameBytes)
 		}
 		switch {
 		case !args.Exists():
 			f.args = []byte("[]")
 		case !args.IsArray():
-			return f, wireErr(backend.CodeBadFrame, "field \"args\" must be a JSON array")
+			return f, wire.Errorf(wire.CodeBadFrame, "field \"args\" must be a JSON array")
 		default:
 			f.args = jsonx.Compact(jsonx.RawBytes(data, args))
 		}
@@ -117,20 +109,20 @@ func parseClientFrame(data []byte, lim *Limits) (f clientFrame, werr *backend.Er
 	return f, werr
 }
 
-func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, *backend.Error) {
+func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, *wire.Error) {
 	if !list.IsArray() {
-		return nil, wireErr(backend.CodeBadFrame, "update needs \"changes\": a non-empty array of {\"name\",\"base\",\"value\"} or {\"name\",\"base\",\"delete\":true}")
+		return nil, wire.Errorf(wire.CodeBadFrame, "update needs \"changes\": a non-empty array of {\"name\",\"base\",\"value\"} or {\"name\",\"base\",\"delete\":true}")
 	}
 	var out []model.Change
-	var werr *backend.Error
+	var werr *wire.Error
 	seen := map[string]bool{}
 	list.ForEach(func(_, item gjson.Result) bool {
 		if len(out) >= lim.MaxChanges {
-			werr = wireErr(backend.CodeTooManyChanges, "update has more than %d changes (max_changes); split it", lim.MaxChanges)
+			werr = wire.Errorf(wire.CodeTooManyChanges, "update has more than %d changes (max_changes); split it", lim.MaxChanges)
 			return false
 		}
 		if !item.IsObject() {
-			werr = wireErr(backend.CodeBadFrame, "changes[%d] must be an object", len(out))
+			werr = wire.Errorf(wire.CodeBadFrame, "changes[%d] must be an object", len(out))
 			return false
 		}
 		var c model.Change
@@ -147,7 +139,7 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, 
 				value = v
 			case "delete":
 				if v.Type != gjson.True && v.Type != gjson.False {
-					werr = wireErr(backend.CodeBadFrame, "changes[%d].delete must be true or false", len(out))
+					werr = wire.Errorf(wire.CodeBadFrame, "changes[%d].delete must be true or false", len(out))
 				}
 				c.Delete = v.Type == gjson.True
 			}
@@ -158,15 +150,15 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, 
 		}
 		switch {
 		case !validName(c.Name, lim.MaxNameBytes):
-			werr = wireErr(backend.CodeBadName, "slot name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(c.Name), lim.MaxNameBytes)
+			werr = wire.Errorf(wire.CodeBadName, "slot name %q must be 1 to %d bytes of UTF-8 without spaces or control characters", clip(c.Name), lim.MaxNameBytes)
 		case !haveBase:
-			werr = wireErr(backend.CodeBadFrame, "changes[%d] has no \"base\": send the object version you last saw (0 if none)", len(out))
+			werr = wire.Errorf(wire.CodeBadFrame, "changes[%d] has no \"base\": send the object version you last saw (0 if none)", len(out))
 		case seen[c.Name]:
-			werr = wireErr(backend.CodeBadFrame, "slot %q appears twice in one update", c.Name)
+			werr = wire.Errorf(wire.CodeBadFrame, "slot %q appears twice in one update", c.Name)
 		case c.Delete && value.Exists():
-			werr = wireErr(backend.CodeBadFrame, "changes[%d] has both \"value\" and \"delete\"; choose one", len(out))
+			werr = wire.Errorf(wire.CodeBadFrame, "changes[%d] has both \"value\" and \"delete\"; choose one", len(out))
 		case !c.Delete && !value.Exists():
-			werr = wireErr(backend.CodeBadFrame, "changes[%d] has no \"value\"; to remove a slot send \"delete\":true", len(out))
+			werr = wire.Errorf(wire.CodeBadFrame, "changes[%d] has no \"value\"; to remove a slot send \"delete\":true", len(out))
 		}
 		if werr != nil {
 			return false
@@ -174,7 +166,7 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, 
 		if !c.Delete {
 			c.Value = jsonx.Compact(jsonx.RawBytes(data, value))
 			if len(c.Value) > lim.MaxValueBytes {
-				werr = wireErr(backend.CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", c.Name, len(c.Value), lim.MaxValueBytes)
+				werr = wire.Errorf(wire.CodeValueTooLarge, "slot %q value is %d bytes; the limit is %d (max_value_bytes)", c.Name, len(c.Value), lim.MaxValueBytes)
 				return false
 			}
 		}
@@ -183,23 +175,23 @@ func parseChanges(data []byte, list gjson.Result, lim *Limits) ([]model.Change, 
 		return true
 	})
 	if werr == nil && len(out) == 0 {
-		werr = wireErr(backend.CodeBadFrame, "update has no changes")
+		werr = wire.Errorf(wire.CodeBadFrame, "update has no changes")
 	}
 	return out, werr
 }
 
-func wantString(v gjson.Result, field string, dst *string) *backend.Error {
+func wantString(v gjson.Result, field string, dst *string) *wire.Error {
 	if v.Type != gjson.String {
-		return wireErr(backend.CodeBadFrame, "field %q must be a string", field)
+		return wire.Errorf(wire.CodeBadFrame, "field %q must be a string", field)
 	}
 	*dst = v.Str
 	return nil
 }
 
-func wantVersion(v gjson.Result, field string) (uint64, *backend.Error) {
-	n, err := strconv.ParseUint(v.Raw, 10, 64) // the raw digits: a float would round 2^53+1 to 2^53
-	if v.Type != gjson.Number || err != nil || n > 1<<53 {
-		return 0, wireErr(backend.CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
+func wantVersion(v gjson.Result, field string) (uint64, *wire.Error) {
+	n, ok := wire.Whole(v)
+	if !ok {
+		return 0, wire.Errorf(wire.CodeBadFrame, "field %q must be a whole number from 0 to 2^53 in plain digits", field)
 	}
 	return n, nil
 }
@@ -307,16 +299,8 @@ func messageFrame(obj string, persistent bool, m *model.Message) []byte {
 	return append(b, '}')
 }
 
-func errorFrame(e *backend.Error, id, obj string, persistent bool) []byte {
-	b := make([]byte, 0, 128)
-	b = append(b, `{"op":"error","code":`...)
-	b = jsonx.AppendString(b, e.Code)
-	b = append(b, `,"message":`...)
-	b = jsonx.AppendString(b, e.Message)
-	if id != "" {
-		b = append(b, `,"id":`...)
-		b = jsonx.AppendString(b, id)
-	}
+func errorFrame(e *wire.Error, id, obj string, persistent bool) []byte {
+	b := wire.AppendErrorFrame(make([]byte, 0, 128), e, id)
 	if obj != "" {
 		b = append(b, `,"obj":`...)
 		b = jsonx.AppendString(b, obj)
@@ -324,11 +308,4 @@ func errorFrame(e *backend.Error, id, obj string, persistent bool) []byte {
 		b = appendBool(b, persistent)
 	}
 	return append(b, '}')
-}
-
-func pongFrame(id string) []byte {
-	if id == "" {
-		return []byte(`{"op":"pong"}`)
-	}
-	return append(jsonx.AppendString([]byte(`{"op":"pong","id":`), id), '}')
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
@@ -63,7 +64,7 @@ func FuzzParseClientFrame(f *testing.F) {
 			if werr.Code == "" || werr.Message == "" {
 				t.Fatalf("refusal without code or message: %+v", werr)
 			}
-			if out := errorFrame(werr, peekID(data), fr.obj, fr.persistent); !validOutput(out) {
+			if out := errorFrame(werr, wire.PeekID(data), fr.obj, fr.persistent); !validOutput(out) {
 				t.Fatalf("refusal of %q is written as %q: not valid UTF-8 JSON", data, out)
 			}
 			return
@@ -85,7 +86,7 @@ func validOutput(frame []byte) bool { return utf8.Valid(frame) && json.Valid(fra
 
 // serverFramesFor builds the frames the server writes about an accepted client frame.
 func serverFramesFor(fr clientFrame) [][]byte {
-	out := [][]byte{pongFrame(fr.id)}
+	out := [][]byte{wire.PongFrame(fr.id)}
 	f := beginSync(fr.obj, fr.persistent, fr.epoch, fr.version, fr.id)
 	for _, c := range fr.changes {
 		if c.Delete {
@@ -108,7 +109,7 @@ func checkFrame(fr clientFrame, data []byte, lim *Limits) error {
 	if len(data) > lim.MaxFrameBytes || !json.Valid(data) {
 		return fmt.Errorf("frame too large or not JSON")
 	}
-	if len(fr.id) > maxIDBytes {
+	if len(fr.id) > wire.MaxIDBytes {
 		return fmt.Errorf("id of %d bytes", len(fr.id))
 	}
 	switch fr.op {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/sharedobject/backend"
 	"github.com/rso-server/rso/sharedobject/internal/apiwire"
 )
@@ -160,7 +161,7 @@ func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
 			why = "answered with something that is not a JSON object in UTF-8"
 		}
 		o.mu.Lock()
-		o.answerErrLocked(r, wireErr(backend.CodeHookUnavailable, "validation hook %q for %q %s; try again later", h.name, o.key.name, why))
+		o.answerErrLocked(r, wire.Errorf(wire.CodeHookUnavailable, "validation hook %q for %q %s; try again later", h.name, o.key.name, why))
 		o.mu.Unlock()
 		return nil, false
 	}

@@ -7,21 +7,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/ids"
+	"github.com/rso-server/rso/internal/jsread"
 	"github.com/rso-server/rso/internal/natslink"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
@@ -523,11 +521,11 @@ func (n *Node) vanishIfUnused(o *object) {
 // nodeAlive tells whether a node's heartbeat key is live, read through the bucket's stream leader: a replica
 // that lags could call a live node dead, and the object it uses would be reset under its subscribers.
 func (n *Node) nodeAlive(ctx context.Context, node string) (bool, error) {
-	_, hdrs, found, err := n.leaderGetHeaders(ctx, "KV_"+bucketNodes, map[string]any{"last_by_subj": "$KV." + bucketNodes + "." + node})
-	if err != nil || !found {
+	m, err := jsread.Leader(ctx, n.nc, "KV_"+bucketNodes, jsread.Query{LastBySubject: "$KV." + bucketNodes + "." + node})
+	if err != nil || m == nil {
 		return false, err
 	}
-	return !strings.Contains(string(hdrs), "KV-Operation"), nil // a delete or purge marker: gone
+	return !m.Deleted, nil // a delete or purge marker: gone
 }
 
 // dropInterest removes this node's interest keys at shutdown, so other nodes may remove the objects.
@@ -595,63 +593,17 @@ func (n *Node) fetch(ctx context.Context, stream, subject string, from uint64, f
 	}
 	ctx, cancel := n.linked(ctx, 4*natsTimeout)
 	defer cancel()
-	next, err := n.directFetch(ctx, stream, subject, from, fn)
+	next, err := jsread.Range(ctx, n.nc, stream, subject, from, fn)
 	if err != nil || n.cfg.Replicas == 1 {
 		return err // a stream of one replica is read from its leader anyway
 	}
 	for {
-		seq, data, found, err := n.leaderGet(ctx, stream, map[string]any{"seq": next, "next_by_subj": subject})
-		if err != nil || !found {
+		m, err := jsread.Leader(ctx, n.nc, stream, jsread.Query{Seq: next, NextBySubject: subject})
+		if err != nil || m == nil {
 			return err
 		}
-		fn(seq, data)
-		next = seq + 1
-	}
-}
-
-// directFetch reads with batched direct gets and returns the sequence after the last entry read.
-func (n *Node) directFetch(ctx context.Context, stream, subject string, from uint64, fn func(seq uint64, data []byte)) (uint64, error) {
-	inbox := n.nc.NewRespInbox()
-	sub, err := n.nc.SubscribeSync(inbox)
-	if err != nil {
-		return from, err
-	}
-	defer sub.Unsubscribe()
-	const batch = 512
-	for {
-		req, _ := json.Marshal(map[string]any{"next_by_subj": subject, "seq": from, "batch": batch})
-		if err := n.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
-			return from, err
-		}
-		more := false
-		for {
-			m, err := sub.NextMsgWithContext(ctx)
-			if err != nil {
-				return from, fmt.Errorf("reading the log of %s: %w", subject, err)
-			}
-			switch status := m.Header.Get("Status"); status {
-			case "":
-			case "404":
-				return from, nil
-			case "204": // end of batch
-				pending, _ := parseUint(m.Header.Get("Nats-Num-Pending"))
-				more = pending > 0
-			default:
-				return from, fmt.Errorf("reading the log of %s: status %s %s", subject, status, m.Header.Get("Description"))
-			}
-			if m.Header.Get("Status") == "204" {
-				break
-			}
-			seq, err := parseUint(m.Header.Get("Nats-Sequence"))
-			if err != nil {
-				return from, fmt.Errorf("reading the log of %s: bad sequence header", subject)
-			}
-			fn(seq, m.Data)
-			from = seq + 1
-		}
-		if !more {
-			return from, nil
-		}
+		fn(m.Seq, m.Data)
+		next = m.Seq + 1
 	}
 }
 
@@ -660,48 +612,11 @@ func (n *Node) directFetch(ctx context.Context, stream, subject string, from uin
 func (n *Node) lastSeq(ctx context.Context, stream, subject string) (uint64, error) {
 	ctx, cancel := n.linked(ctx, natsTimeout)
 	defer cancel()
-	seq, _, _, err := n.leaderGet(ctx, stream, map[string]any{"last_by_subj": subject})
-	return seq, err
-}
-
-// leaderGet reads one stored entry through the stream leader ($JS.API.STREAM.MSG.GET). A direct get may be
-// answered by any replica of a replicated stream, from a log that lags; the leader has every acknowledged
-// entry. found is false when there is no such entry.
-func (n *Node) leaderGet(ctx context.Context, stream string, req map[string]any) (seq uint64, data []byte, found bool, err error) {
-	r, found, err := n.leaderMsg(ctx, stream, req)
-	if err != nil || !found {
-		return 0, nil, found, err
+	m, err := jsread.Leader(ctx, n.nc, stream, jsread.Query{LastBySubject: subject})
+	if err != nil || m == nil {
+		return 0, err
 	}
-	if data, err = base64.StdEncoding.DecodeString(r.Get("data").Str); err != nil {
-		return 0, nil, false, fmt.Errorf("reading the log of %s: %w", stream, err)
-	}
-	return r.Get("seq").Uint(), data, true, nil
-}
-
-// leaderGetHeaders is leaderGet for the entry's headers (the raw NATS header block).
-func (n *Node) leaderGetHeaders(ctx context.Context, stream string, req map[string]any) (seq uint64, hdrs []byte, found bool, err error) {
-	r, found, err := n.leaderMsg(ctx, stream, req)
-	if err != nil || !found {
-		return 0, nil, found, err
-	}
-	hdrs, err = base64.StdEncoding.DecodeString(r.Get("hdrs").Str)
-	return r.Get("seq").Uint(), hdrs, true, err
-}
-
-func (n *Node) leaderMsg(ctx context.Context, stream string, req map[string]any) (gjson.Result, bool, error) {
-	body, _ := json.Marshal(req)
-	m, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
-	if err != nil {
-		return gjson.Result{}, false, err
-	}
-	r := gjson.ParseBytes(m.Data)
-	if e := r.Get("error"); e.Exists() {
-		if e.Get("code").Int() == 404 {
-			return gjson.Result{}, false, nil
-		}
-		return gjson.Result{}, false, fmt.Errorf("reading %s: %s", stream, e.Get("description").Str)
-	}
-	return r.Get("message"), true, nil
+	return m.Seq, nil
 }
 
 // linked bounds ctx by timeout and by the NATS connection: it ends as soon as the connection drops.

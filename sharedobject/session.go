@@ -9,14 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
-	"github.com/tidwall/gjson"
 	"golang.org/x/time/rate"
 
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/internal/wsconn"
-	"github.com/rso-server/rso/sharedobject/backend"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
@@ -28,15 +26,6 @@ const (
 	// loadTimeout bounds how long a sub may wait for an object's log to be read.
 	loadTimeout = 10 * time.Second
 )
-
-var upgrader = websocket.Upgrader{
-	// No ReadBufferSize: wsconn.Upgrade gives each connection a small read buffer of its own.
-	WriteBufferSize: 4096,
-	// Write buffers go back to the pool between writes, so idle connections do not hold one.
-	WriteBufferPool: &sync.Pool{},
-	// Access is decided by the token, not by the page's origin (tokens are not ambient credentials).
-	CheckOrigin: func(*http.Request) bool { return true },
-}
 
 // session is one client connection to /so.
 type session struct {
@@ -93,7 +82,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ident, err := n.cfg.Auth.FromRequest(r)
 	if err != nil {
-		code, msg := auth.CodeUnauthorized, err.Error()
+		code, msg := wire.CodeUnauthorized, err.Error()
 		var ae *auth.Error
 		if errors.As(err, &ae) {
 			code, msg = ae.Code, ae.Message
@@ -103,7 +92,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
 		return
 	}
-	ws, err := wsconn.Upgrade(&upgrader, w, r, nil)
+	ws, err := wsconn.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
@@ -180,7 +169,7 @@ func (s *session) handle(raw []byte) {
 		return // not acknowledged: the client re-sends after it reconnects
 	}
 	if !s.rate.Allow() {
-		s.refuse(wireErr(backend.CodeRateLimited, "more than %g frames per second (frames_per_second); slow down", s.node.cfg.Limits.FramesPerSecond), clientFrame{id: peekID(raw)})
+		s.refuse(wire.Errorf(wire.CodeRateLimited, "more than %g frames per second (frames_per_second); slow down", s.node.cfg.Limits.FramesPerSecond), clientFrame{id: wire.PeekID(raw)})
 		return
 	}
 	// The reader reuses its buffer, and values are kept in the object's state: own the bytes.
@@ -188,7 +177,7 @@ func (s *session) handle(raw []byte) {
 	f, werr := parseClientFrame(data, &s.node.cfg.Limits)
 	if werr != nil {
 		if f.id == "" {
-			f.id = peekID(data)
+			f.id = wire.PeekID(data)
 		}
 		s.refuse(werr, f)
 		return
@@ -196,21 +185,21 @@ func (s *session) handle(raw []byte) {
 	key := objKey{persistent: f.persistent, name: f.obj}
 	switch f.op {
 	case "ping":
-		s.send(pongFrame(f.id))
+		s.send(wire.PongFrame(f.id))
 	case "sub":
 		s.subscribe(key, f)
 	case "unsub":
 		s.unsubscribe(key)
 	case "update", "send":
 		if !s.ident.CanWrite(key.persistent, key.name) {
-			s.refuse(wireErr(backend.CodeForbidden, "your token does not allow writing to %q", key.name), f)
+			s.refuse(wire.Errorf(wire.CodeForbidden, "your token does not allow writing to %q", key.name), f)
 			return
 		}
 		s.mu.Lock()
 		o := s.subs.get(key)
 		s.mu.Unlock()
 		if o == nil {
-			s.refuse(wireErr(backend.CodeNotSubscribed, "subscribe to %q (op sub) before you %s to it", key.name, f.op), f)
+			s.refuse(wire.Errorf(wire.CodeNotSubscribed, "subscribe to %q (op sub) before you %s to it", key.name, f.op), f)
 			return
 		}
 		r := &writeReq{sess: s, id: f.id, epoch: f.epoch, user: s.ident.User, changes: f.changes}
@@ -221,17 +210,8 @@ func (s *session) handle(raw []byte) {
 	}
 }
 
-// peekID finds a refused frame's request id, so that the client can fail that request at once.
-func peekID(raw []byte) string {
-	id := gjson.GetBytes(raw, "id")
-	if id.Type == gjson.String && len(id.Str) <= maxIDBytes {
-		return id.Str
-	}
-	return ""
-}
-
 // refuse answers a bad frame with an error frame; a client that keeps sending bad frames is disconnected.
-func (s *session) refuse(e *backend.Error, f clientFrame) {
+func (s *session) refuse(e *wire.Error, f clientFrame) {
 	s.send(errorFrame(e, f.id, f.obj, f.persistent))
 	if s.errs == nil {
 		s.errs = rate.NewLimiter(1, errorBudget) // refuse runs on the reader goroutine only
@@ -243,7 +223,7 @@ func (s *session) refuse(e *backend.Error, f clientFrame) {
 
 func (s *session) subscribe(key objKey, f clientFrame) {
 	if !s.ident.CanRead(key.persistent, key.name) {
-		s.refuse(wireErr(backend.CodeForbidden, "your token does not allow reading %q", key.name), f)
+		s.refuse(wire.Errorf(wire.CodeForbidden, "your token does not allow reading %q", key.name), f)
 		return
 	}
 	s.mu.Lock()
@@ -251,7 +231,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 	full := o == nil && len(s.subs) >= s.node.cfg.Limits.MaxSubscriptions
 	s.mu.Unlock()
 	if full {
-		s.refuse(wireErr(backend.CodeTooManySubscriptions, "this connection already has %d objects (max_subscriptions); unsub from one first", s.node.cfg.Limits.MaxSubscriptions), f)
+		s.refuse(wire.Errorf(wire.CodeTooManySubscriptions, "this connection already has %d objects (max_subscriptions); unsub from one first", s.node.cfg.Limits.MaxSubscriptions), f)
 		return
 	}
 	if o == nil {
@@ -260,7 +240,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 		o, err = s.node.acquire(ctx, key)
 		cancel()
 		if err != nil {
-			s.send(errorFrame(wireErr(backend.CodeUnavailable, "%v", err), f.id, f.obj, f.persistent))
+			s.send(errorFrame(wire.Errorf(wire.CodeUnavailable, "%v", err), f.id, f.obj, f.persistent))
 			return
 		}
 		s.mu.Lock()

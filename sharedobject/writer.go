@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/rso-server/rso/sharedobject/backend"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
@@ -48,7 +48,7 @@ type writeResult struct {
 func (o *object) enqueue(r *writeReq) {
 	o.mu.Lock()
 	if max := o.node.cfg.Limits.MaxQueuedWrites; len(o.wq) >= max {
-		o.answerErrLocked(r, wireErr(backend.CodeBusy, "object %q has %d writes waiting on this node (max_queued_writes); retry the request with the same id shortly", o.key.name, max))
+		o.answerErrLocked(r, wire.Errorf(wire.CodeBusy, "object %q has %d writes waiting on this node (max_queued_writes); retry the request with the same id shortly", o.key.name, max))
 		o.mu.Unlock()
 		return
 	}
@@ -81,7 +81,7 @@ func (o *object) writeLoop() {
 			case <-t.C:
 			case <-o.node.ctx.Done():
 				t.Stop()
-				o.failQueue(wireErr(backend.CodeUnavailable, "server is shutting down; retry on another node"))
+				o.failQueue(wire.Errorf(wire.CodeUnavailable, "server is shutting down; retry on another node"))
 				return
 			}
 			t.Stop()
@@ -180,7 +180,7 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 		var again []*writeReq
 		for _, r := range pending {
 			if r.retries++; r.retries > maxRetries {
-				o.answerErrLocked(r, wireErr(backend.CodeBusy, "object %q is under heavy contention; retry the request with the same id", o.key.name))
+				o.answerErrLocked(r, wire.Errorf(wire.CodeBusy, "object %q is under heavy contention; retry the request with the same id", o.key.name))
 				continue
 			}
 			again = append(again, r)
@@ -195,11 +195,11 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 
 // storageErr answers a write that could not be judged or stored. A write cut off by a lost NATS connection
 // may have been stored: the client re-sends it with the same id, and it is applied at most once.
-func (o *object) storageErr(what string, err error) *backend.Error {
+func (o *object) storageErr(what string, err error) *wire.Error {
 	if o.node.errLinkLost(err) {
-		return wireErr(backend.CodeUnavailable, "%s: the server lost its NATS connection; re-send with the same id (it is applied at most once)", what)
+		return wire.Errorf(wire.CodeUnavailable, "%s: the server lost its NATS connection; re-send with the same id (it is applied at most once)", what)
 	}
-	return wireErr(backend.CodeUnavailable, "%s: %v; re-send with the same id (it is applied at most once)", what, err)
+	return wire.Errorf(wire.CodeUnavailable, "%s: %v; re-send with the same id (it is applied at most once)", what, err)
 }
 
 // aheadLocked reports whether a client write names a base version above the replica's.
@@ -232,7 +232,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 	// remember checks that a request with an id can be remembered for the whole duplicate window.
 	remember := func(r *writeReq, key uint64, size int) bool {
 		if !st.HasRoom(memBytes+size, ts) {
-			o.answerErrLocked(r, wireErr(backend.CodeBusy, "object %q remembers %d bytes of request ids from the last %s (max_remembered_bytes); retry the request with the same id shortly",
+			o.answerErrLocked(r, wire.Errorf(wire.CodeBusy, "object %q remembers %d bytes of request ids from the last %s (max_remembered_bytes); retry the request with the same id shortly",
 				o.key.name, lim.MaxRememberedBytes, o.node.cfg.DuplicateWindow))
 			return false
 		}
@@ -278,7 +278,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			continue
 		}
 		if r.unlockID != "" && (st.Lock.ID != r.unlockID || st.Lock.Until <= time.Now().UnixMilli()) {
-			o.answerErrLocked(r, wireErr(backend.CodeLockExpired, "lock %q on %q is no longer held (it expired); nothing was applied", r.unlockID, o.key.name))
+			o.answerErrLocked(r, wire.Errorf(wire.CodeLockExpired, "lock %q on %q is no longer held (it expired); nothing was applied", r.unlockID, o.key.name))
 			continue
 		}
 		var key, fp uint64
@@ -347,10 +347,10 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			slots, size := d.Fits(r.changes, outcomes)
 			switch {
 			case slots > lim.MaxSlots && slots > st.Len():
-				o.answerErrLocked(r, wireErr(backend.CodeTooManySlots, "object %q would have %d slots; the limit is %d (max_slots)", o.key.name, slots, lim.MaxSlots))
+				o.answerErrLocked(r, wire.Errorf(wire.CodeTooManySlots, "object %q would have %d slots; the limit is %d (max_slots)", o.key.name, slots, lim.MaxSlots))
 				continue
 			case size > lim.MaxObjectBytes && size > st.Bytes():
-				o.answerErrLocked(r, wireErr(backend.CodeObjectTooLarge, "object %q would hold %d bytes; the limit is %d (max_object_bytes)", o.key.name, size, lim.MaxObjectBytes))
+				o.answerErrLocked(r, wire.Errorf(wire.CodeObjectTooLarge, "object %q would hold %d bytes; the limit is %d (max_object_bytes)", o.key.name, size, lim.MaxObjectBytes))
 				continue
 			}
 			c = d.Add(r.changes, outcomes)
@@ -402,20 +402,20 @@ func rejectedByDraft(st *model.State, changes []model.Change, outcomes []model.O
 
 // checkBasesLocked refuses a client update whose base is above the object's version (after a catch-up):
 // no client can have seen that version.
-func (o *object) checkBasesLocked(r *writeReq) *backend.Error {
+func (o *object) checkBasesLocked(r *writeReq) *wire.Error {
 	if r.force || r.epoch != "" && r.epoch != o.state.Epoch {
 		return nil
 	}
 	for _, c := range r.changes {
 		if c.Base > o.state.Version {
-			return wireErr(backend.CodeBadFrame, "slot %q has base %d but object %q is at version %d; send the version you last saw (0 if none)", c.Name, c.Base, o.key.name, o.state.Version)
+			return wire.Errorf(wire.CodeBadFrame, "slot %q has base %d but object %q is at version %d; send the version you last saw (0 if none)", c.Name, c.Base, o.key.name, o.state.Version)
 		}
 	}
 	return nil
 }
 
-func idReused(id, obj string) *backend.Error {
-	return wireErr(backend.CodeIDReused, "request id %q was already used for a different request on %q; use a new id for a new request (nothing was applied)", id, obj)
+func idReused(id, obj string) *wire.Error {
+	return wire.Errorf(wire.CodeIDReused, "request id %q was already used for a different request on %q; use a new id for a new request (nothing was applied)", id, obj)
 }
 
 // answerNothingLocked answers a write that needs no commit: every change was a no-op or rejected.
@@ -447,7 +447,7 @@ func (o *object) answerDuplicateLocked(r *writeReq, names []string) {
 	r.sess.send(f.end())
 }
 
-func (o *object) answerErrLocked(r *writeReq, e *backend.Error) {
+func (o *object) answerErrLocked(r *writeReq, e *wire.Error) {
 	if r.done != nil {
 		r.done <- writeResult{err: e}
 		return
@@ -461,13 +461,13 @@ func (o *object) answerErrLocked(r *writeReq, e *backend.Error) {
 	}
 }
 
-func (o *object) failLocked(reqs []*writeReq, e *backend.Error) {
+func (o *object) failLocked(reqs []*writeReq, e *wire.Error) {
 	for _, r := range reqs {
 		o.answerErrLocked(r, e)
 	}
 }
 
-func (o *object) failQueue(e *backend.Error) {
+func (o *object) failQueue(e *wire.Error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.failLocked(o.wq, e)

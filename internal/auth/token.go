@@ -13,12 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/rso-server/rso/internal/ids"
-)
-
-// Error codes, as sent in the 401 body; servers map them to close codes 4001 and 4003.
-const (
-	CodeUnauthorized = "unauthorized"
-	CodeTokenExpired = "token_expired"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 const (
@@ -29,16 +24,12 @@ const (
 	maxTokenBytes = 16 << 10
 )
 
-// Error is a refused token. Message says what was wrong and how to fix it.
-type Error struct {
-	Code    string
-	Message string
-}
-
-func (e *Error) Error() string { return e.Message }
+// Error is a refused token (code unauthorized or token_expired, which servers map to close codes 4001
+// and 4003); Message says what was wrong and how to fix it.
+type Error = wire.Error
 
 func unauthorized(format string, args ...any) *Error {
-	return &Error{Code: CodeUnauthorized, Message: fmt.Sprintf(format, args...)}
+	return &Error{Code: wire.CodeUnauthorized, Message: fmt.Sprintf(format, args...)}
 }
 
 // Identity is who a connection is and what it may touch.
@@ -199,7 +190,7 @@ func classify(tok *jwt.Token, tc *tokenClaims, err error) *Error {
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return unauthorized("token signature is invalid: was it signed with this server's -token-secret?")
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return &Error{Code: CodeTokenExpired, Message: fmt.Sprintf("token expired at %s: get a new token",
+		return &Error{Code: wire.CodeTokenExpired, Message: fmt.Sprintf("token expired at %s: get a new token",
 			tc.ExpiresAt.UTC().Format(time.RFC3339))}
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return unauthorized(`token is not valid before %s ("nbf"): check the issuer's clock`,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 var testSecret = []byte("test-secret-0123456789")
@@ -83,23 +84,23 @@ func TestVerifyRefused(t *testing.T) {
 	tests := []struct {
 		name, token, code, msg string
 	}{
-		{"empty", "", CodeUnauthorized, "token is empty"},
-		{"garbage", "not-a-jwt", CodeUnauthorized, "malformed"},
-		{"too large", strings.Repeat("a", maxTokenBytes+1), CodeUnauthorized, "the limit is"},
-		{"wrong secret", sign(t, []byte("other"), jwt.MapClaims{"sub": "alice"}), CodeUnauthorized, "was it signed with this server's -token-secret?"},
-		{"alg none", rawToken(`{"alg":"none","typ":"JWT"}`, `{"sub":"alice"}`, ""), CodeUnauthorized, `alg "none": this server accepts only HS256`},
-		{"RS256", rawToken(`{"alg":"RS256","typ":"JWT"}`, `{"sub":"alice"}`, "c2ln"), CodeUnauthorized, `alg "RS256"`},
+		{"empty", "", wire.CodeUnauthorized, "token is empty"},
+		{"garbage", "not-a-jwt", wire.CodeUnauthorized, "malformed"},
+		{"too large", strings.Repeat("a", maxTokenBytes+1), wire.CodeUnauthorized, "the limit is"},
+		{"wrong secret", sign(t, []byte("other"), jwt.MapClaims{"sub": "alice"}), wire.CodeUnauthorized, "was it signed with this server's -token-secret?"},
+		{"alg none", rawToken(`{"alg":"none","typ":"JWT"}`, `{"sub":"alice"}`, ""), wire.CodeUnauthorized, `alg "none": this server accepts only HS256`},
+		{"RS256", rawToken(`{"alg":"RS256","typ":"JWT"}`, `{"sub":"alice"}`, "c2ln"), wire.CodeUnauthorized, `alg "RS256"`},
 		{"HS512", func() string {
 			s, _ := jwt.NewWithClaims(jwt.SigningMethodHS512, jwt.MapClaims{"sub": "alice"}).SignedString(testSecret)
 			return s
-		}(), CodeUnauthorized, `alg "HS512"`},
-		{"expired", sign(t, testSecret, jwt.MapClaims{"sub": "alice", "exp": now.Add(-time.Minute).Unix()}), CodeTokenExpired, "get a new token"},
-		{"not yet valid", sign(t, testSecret, jwt.MapClaims{"sub": "alice", "nbf": now.Add(time.Minute).Unix()}), CodeUnauthorized, "check the issuer's clock"},
-		{"missing sub", sign(t, testSecret, jwt.MapClaims{"exp": now.Add(time.Minute).Unix()}), CodeUnauthorized, `put the user id in "sub"`},
-		{"sub not a string", sign(t, testSecret, jwt.MapClaims{"sub": 7}), CodeUnauthorized, "malformed"},
-		{"sub too long", sign(t, testSecret, jwt.MapClaims{"sub": strings.Repeat("u", 201)}), CodeUnauthorized, "the limit is 200"},
-		{"bad read pattern", sign(t, testSecret, jwt.MapClaims{"sub": "a", "rso": map[string]any{"read": []string{"a/***"}}}), CodeUnauthorized, `token claim rso.read: pattern "a/***": use *`},
-		{"bad write pattern", sign(t, testSecret, jwt.MapClaims{"sub": "a", "rso": map[string]any{"write": []string{""}}}), CodeUnauthorized, "token claim rso.write: pattern is empty"},
+		}(), wire.CodeUnauthorized, `alg "HS512"`},
+		{"expired", sign(t, testSecret, jwt.MapClaims{"sub": "alice", "exp": now.Add(-time.Minute).Unix()}), wire.CodeTokenExpired, "get a new token"},
+		{"not yet valid", sign(t, testSecret, jwt.MapClaims{"sub": "alice", "nbf": now.Add(time.Minute).Unix()}), wire.CodeUnauthorized, "check the issuer's clock"},
+		{"missing sub", sign(t, testSecret, jwt.MapClaims{"exp": now.Add(time.Minute).Unix()}), wire.CodeUnauthorized, `put the user id in "sub"`},
+		{"sub not a string", sign(t, testSecret, jwt.MapClaims{"sub": 7}), wire.CodeUnauthorized, "malformed"},
+		{"sub too long", sign(t, testSecret, jwt.MapClaims{"sub": strings.Repeat("u", 201)}), wire.CodeUnauthorized, "the limit is 200"},
+		{"bad read pattern", sign(t, testSecret, jwt.MapClaims{"sub": "a", "rso": map[string]any{"read": []string{"a/***"}}}), wire.CodeUnauthorized, `token claim rso.read: pattern "a/***": use *`},
+		{"bad write pattern", sign(t, testSecret, jwt.MapClaims{"sub": "a", "rso": map[string]any{"write": []string{""}}}), wire.CodeUnauthorized, "token claim rso.write: pattern is empty"},
 	}
 	v := NewVerifier(testSecret)
 	for _, tt := range tests {
@@ -146,7 +147,7 @@ func TestFromRequest(t *testing.T) {
 			id, err := v.FromRequest(r)
 			if tt.wantErr != "" {
 				var e *Error
-				if !errors.As(err, &e) || e.Code != CodeUnauthorized || !strings.Contains(e.Message, tt.wantErr) {
+				if !errors.As(err, &e) || e.Code != wire.CodeUnauthorized || !strings.Contains(e.Message, tt.wantErr) {
 					t.Errorf("FromRequest error = %v, want unauthorized containing %q", err, tt.wantErr)
 				}
 				return

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,9 +16,8 @@ import (
 // with handle called for every frame, and dials it.
 func served(t *testing.T, opt Options, handle func(c *Conn, frame []byte)) *websocket.Conn {
 	t.Helper()
-	up := websocket.Upgrader{WriteBufferPool: &sync.Pool{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := Upgrade(&up, w, r, nil)
+		ws, err := Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
@@ -137,7 +135,7 @@ func TestCloseWaitsForThePeerBoundedly(t *testing.T) {
 func TestCloseBeforeServe(t *testing.T) {
 	conns := make(chan *Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := Upgrade(&websocket.Upgrader{}, w, r, nil)
+		ws, err := Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
@@ -236,7 +234,7 @@ func TestSlowConsumerCloseIsCounted(t *testing.T) {
 // Requests that cannot become a WebSocket get an answer in words, not a bare 400.
 func TestHTTPRequestsThatAreNoWebSocketAreAnsweredInWords(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := Upgrade(&websocket.Upgrader{}, w, r, nil)
+		ws, err := Upgrade(w, r, nil)
 		if err == nil {
 			ws.Close()
 		}

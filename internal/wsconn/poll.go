@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 
 	"github.com/gorilla/websocket"
@@ -23,17 +24,24 @@ import (
 // Large messages bypass it (the message reader asks for 512 bytes or more at a time).
 const readBufferSize = 320
 
-// Upgrade is u.Upgrade with the connection wrapped so that Serve can wait for data on a small stack. u must
-// leave ReadBufferSize 0 (the connection brings its own read buffer). A request that is no WebSocket
-// handshake at all is answered by CheckUpgrade.
-func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request, h http.Header) (*websocket.Conn, error) {
-	if u.ReadBufferSize != 0 {
-		return nil, errors.New("wsconn: Upgrade needs an Upgrader with ReadBufferSize 0")
-	}
+// upgrader is the one upgrader of every endpoint. No ReadBufferSize: Upgrade gives each connection a small
+// read buffer of its own.
+var upgrader = websocket.Upgrader{
+	WriteBufferSize: 4096,
+	// Write buffers go back to the pool between writes, so idle connections do not hold one.
+	WriteBufferPool: &sync.Pool{},
+	// Access is decided by the token, not by the page's origin (tokens are not ambient credentials).
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// Upgrade completes a WebSocket handshake, with the connection wrapped so that Serve can wait for data on a
+// small stack. A request that is no WebSocket handshake at all is answered by CheckUpgrade; on any other
+// failure the upgrader has answered.
+func Upgrade(w http.ResponseWriter, r *http.Request, h http.Header) (*websocket.Conn, error) {
 	if !CheckUpgrade(w, r) {
 		return nil, errNotWebSocket
 	}
-	return u.Upgrade(hijacker{w}, r, h)
+	return upgrader.Upgrade(hijacker{w}, r, h)
 }
 
 var errNotWebSocket = errors.New("wsconn: not a WebSocket request")

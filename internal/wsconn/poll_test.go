@@ -17,9 +17,8 @@ func upgradedPair(t *testing.T, pongWait time.Duration, onFrame func([]byte)) (*
 	t.Helper()
 	conns := make(chan *Conn, 1)
 	ended := make(chan error, 1)
-	up := websocket.Upgrader{WriteBufferPool: &sync.Pool{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := Upgrade(&up, w, r, nil)
+		ws, err := Upgrade(w, r, nil)
 		if err != nil {
 			t.Error(err)
 			return

@@ -19,11 +19,10 @@ import (
 // grows every stack.
 func TestIdleConnectionsKeepSmallStacks(t *testing.T) {
 	const n = 400
-	up := websocket.Upgrader{WriteBufferPool: &sync.Pool{}}
 	var handled sync.WaitGroup
 	handled.Add(n)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := Upgrade(&up, w, r, nil)
+		ws, err := Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}

@@ -63,7 +63,7 @@ func (a *API) call(ctx context.Context, op string, obj Object, req apiwire.Reque
 		return nil, fmt.Errorf("%s%s: unreadable reply: %w", apiwire.SubjectPrefix, op, err)
 	}
 	if rep.Error != nil {
-		return nil, &Error{Code: rep.Error.Code, Message: rep.Error.Message}
+		return nil, rep.Error
 	}
 	return &rep, nil
 }

@@ -4,7 +4,11 @@
 // with it.
 package apiwire
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/rso-server/rso/internal/wire"
+)
 
 const (
 	// SubjectPrefix + op is where API requests go; Ops are the ops every node serves.
@@ -37,12 +41,5 @@ type Reply struct {
 	Version uint64                     `json:"version"`
 	Slots   map[string]json.RawMessage `json:"slots,omitempty"`
 	Lock    string                     `json:"lock,omitempty"`
-	Error   *Error                     `json:"error,omitempty"`
-}
-
-// Error is a refusal as it travels: a stable code (the error frames' codes, docs/PROTOCOL.md §1.7) and
-// what was wrong.
-type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Error   *wire.Error                `json:"error,omitempty"` // a refusal: a stable code and what was wrong
 }
