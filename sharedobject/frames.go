@@ -1,6 +1,7 @@
 package sharedobject
 
 import (
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -298,6 +299,8 @@ func messageFrame(obj string, persistent bool, m *model.Message) []byte {
 	}
 	return append(b, '}')
 }
+
+func appendBool(b []byte, v bool) []byte { return strconv.AppendBool(b, v) }
 
 func errorFrame(e *wire.Error, id, obj string, persistent bool) []byte {
 	b := wire.AppendErrorFrame(make([]byte, 0, 128), e, id)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // rsoBin is the rso binary that TestMain builds once for the process tests.
@@ -34,7 +36,14 @@ func buildAndRun(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "go build -o %s . failed: %v\n%s", rsoBin, err, out)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if code == 0 { // every in-process app the tests started is gone, with its NATS server and sockets
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			return 1
+		}
+	}
+	return code
 }
 
 // proc is a running rso binary.

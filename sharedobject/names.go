@@ -1,13 +1,8 @@
 package sharedobject
 
 import (
-	"strconv"
 	"unicode/utf8"
 )
-
-// The boolean appender and name checks of frames; strings and numbers go through internal/jsonx.
-
-func appendBool(b []byte, v bool) []byte { return strconv.AppendBool(b, v) }
 
 // validName reports whether s may name an object, slot or handler: 1..max bytes of UTF-8 without
 // control characters or white space.
