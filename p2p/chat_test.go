@@ -175,8 +175,8 @@ func TestTCPAndWebSocketTalk(t *testing.T) {
 	native.ping()
 	// Several frames in one TCP write, one per line, answered in order.
 	native.sendRaw(`{"op":"ping","id":"a"}` + "\n" + `{"op":"ping","id":"b"}`)
-	native.expect(func(f gjson.Result) bool { return f.Get("id").Str == "a" })
-	native.expect(func(f gjson.Result) bool { return f.Get("id").Str == "b" })
+	native.expectNext("pong a", func(f gjson.Result) bool { return f.Get("id").Str == "a" })
+	native.expectNext("pong b", func(f gjson.Result) bool { return f.Get("id").Str == "b" })
 }
 
 // History pages backwards by sequence.

@@ -371,6 +371,24 @@ func (c *client) expect(match func(gjson.Result) bool) gjson.Result {
 	return gjson.Result{}
 }
 
+// expectNext returns (and removes) the next frame, received or still to come, and fails unless match holds
+// for it: for tests that claim an order, which expect (the first match anywhere) does not check.
+func (c *client) expectNext(what string, match func(gjson.Result) bool) gjson.Result {
+	c.t.Helper()
+	f, ok := c.waitFrame(func(gjson.Result) bool { return true }, waitLimit)
+	if !ok {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.t.Fatalf("%s: no frame in time, want %s (err %v)", c.user, what, c.err)
+	}
+	if !match(f) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.t.Fatalf("%s: next frame is %s, want %s; after it: %v", c.user, f.Raw, what, c.frames)
+	}
+	return f
+}
+
 func (c *client) waitFrame(match func(gjson.Result) bool, limit time.Duration) (gjson.Result, bool) {
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
