@@ -12,7 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 )
 
@@ -27,7 +27,7 @@ func BenchmarkSendStoreDeliver(b *testing.B) {
 }
 
 func benchSend(b *testing.B, pairs int) {
-	c := newCluster(b, 2, "", func(_ *p2p.Config, r *relay.Config) {
+	c := newCluster(b, 2, "", func(_ *messaging.Config, r *relay.Config) {
 		r.Limits.MessagesPerSecond = 1e9
 		r.Limits.FramesPerSecond = 1e9
 		r.Limits.OutboundBytes = 64 << 20

@@ -6,7 +6,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 )
 
@@ -73,7 +73,7 @@ func TestMessagesReceiptsAndPresenceCrossNodes(t *testing.T) {
 
 // A reconnect within the grace period does not flash "offline" to friends.
 func TestQuickReconnectKeepsPresence(t *testing.T) {
-	c := newCluster(t, 2, "", func(_ *p2p.Config, r *relay.Config) { r.PresenceGrace = 2 * waitLimit })
+	c := newCluster(t, 2, "", func(_ *messaging.Config, r *relay.Config) { r.PresenceGrace = 2 * waitLimit })
 	alice := dialWS(t, c.nodes[0], "alice", "")
 	bob := dialWS(t, c.nodes[0], "bob", "")
 	befriend(t, alice, bob)
@@ -175,8 +175,8 @@ func TestTCPAndWebSocketTalk(t *testing.T) {
 	native.ping()
 	// Several frames in one TCP write, one per line, answered in order.
 	native.sendRaw(`{"op":"ping","id":"a"}` + "\n" + `{"op":"ping","id":"b"}`)
-	native.expect(func(f gjson.Result) bool { return f.Get("id").Str == "a" })
-	native.expect(func(f gjson.Result) bool { return f.Get("id").Str == "b" })
+	native.expectNext("pong a", func(f gjson.Result) bool { return f.Get("id").Str == "a" })
+	native.expectNext("pong b", func(f gjson.Result) bool { return f.Get("id").Str == "b" })
 }
 
 // History pages backwards by sequence.
@@ -218,7 +218,7 @@ func TestHistoryPagesBackwards(t *testing.T) {
 // Both users write to one conversation at once, through two relay nodes and two service instances: every
 // message gets its own sequence, the sequence has no gaps, and history holds each message once in that order.
 func TestConcurrentSendersShareOneGapFreeSequence(t *testing.T) {
-	c := newCluster(t, 2, "", func(_ *p2p.Config, r *relay.Config) {
+	c := newCluster(t, 2, "", func(_ *messaging.Config, r *relay.Config) {
 		r.Limits.MessagesPerSecond, r.Limits.FramesPerSecond = 1e6, 1e6
 	})
 	writers := []*client{

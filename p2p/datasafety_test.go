@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidwall/gjson"
 
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 )
 
@@ -178,7 +178,7 @@ func TestStoredInvalidUTF8IsServedRepaired(t *testing.T) {
 // A signal reaches a connection or is refused offline (PROTOCOL §3.7): in the grace period after the
 // peer's last connection closed its presence still shows online, but nobody would get the signal.
 func TestSignalToPeerInGraceIsOffline(t *testing.T) {
-	c := newCluster(t, 1, "", func(_ *p2p.Config, r *relay.Config) { r.PresenceGrace = 2 * waitLimit })
+	c := newCluster(t, 1, "", func(_ *messaging.Config, r *relay.Config) { r.PresenceGrace = 2 * waitLimit })
 	alice := dialWS(t, c.nodes[0], "alice", "")
 	bob := dialWS(t, c.nodes[0], "bob", "phone")
 	befriend(t, alice, bob)

@@ -90,8 +90,22 @@ func TestStaleFriendListDoesNotUndoABlock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nc.Flush()
-	time.Sleep(300 * time.Millisecond) // the service applies notices asynchronously; nothing to wait on
+	// Barrier: a last notice from the same connection, which blocks alice for zed. The service applies
+	// notices in order on one subscription, so once alice may no longer signal zed the stale ones are in.
+	dialWS(t, c.nodes[0], "zed", "")
+	b, _ := json.Marshal(map[string]any{"user": "zed", "list": map[string]any{"blocked": []string{"alice"}}, "rev": 1 << 40})
+	if err := nc.Publish("rso.friends.changed."+base64.RawURLEncoding.EncodeToString([]byte("zed")), b); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(waitLimit); ; {
+		r := alice.call(map[string]any{"op": "signal", "to": "zed", "data": "probe"})
+		if r.Get("code").Str == "blocked" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the barrier notice was not applied: %s", r.Raw)
+		}
+	}
 	wantError(t, alice.send("bob", "still blocked"), "blocked")
 
 	// A newer list still wins.

@@ -25,8 +25,9 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
-	"github.com/rso-server/rso/internal/natsboot"
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/internal/natstest"
+	"github.com/rso-server/rso/p2p/friends"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 )
 
@@ -51,10 +52,10 @@ type cluster struct {
 	dir      string
 	srv      *server.Server
 	nodes    []*node
-	services []*p2p.Service
-	friends  []*p2p.Friends
+	services []*messaging.Service
+	friends  []*friends.Service
 	conns    []*nats.Conn
-	p2pCfg   p2p.Config
+	p2pCfg   messaging.Config
 	relayCfg relay.Config
 }
 
@@ -70,41 +71,39 @@ type node struct {
 
 // newCluster starts NATS (in dir; a temporary one when empty), one friends and one messaging service
 // instance per relay node, and the relay nodes. edit may change the configs before anything starts.
-func newCluster(t testing.TB, nodes int, dir string, edit func(*p2p.Config, *relay.Config)) *cluster {
+func newCluster(t testing.TB, nodes int, dir string, edit func(*messaging.Config, *relay.Config)) *cluster {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	c := &cluster{t: t, dir: dir}
-	c.p2pCfg = p2p.Config{SweepInterval: testSweep, Logger: quiet}
+	c.p2pCfg = messaging.Config{SweepInterval: testSweep, Logger: quiet}
 	c.relayCfg = relay.Config{Auth: auth.NewVerifier(nil), PresenceGrace: testGrace, Heartbeat: testHeartbeat, NodeTTL: testNodeTTL, Logger: quiet}
 	if edit != nil {
 		edit(&c.p2pCfg, &c.relayCfg)
 	}
 	c.start(nodes)
-	t.Cleanup(c.stop)
 	return c
 }
 
 func (c *cluster) start(nodes int) {
 	t := c.t
 	t.Helper()
-	srv, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{DataDir: c.dir})
-	if err != nil {
-		t.Fatalf("start NATS: %v", err)
-	}
-	c.srv = srv
+	c.srv = natstest.Start(t, natstest.Dir(c.dir))
+	// Registered after Start and every Connect of this start, so it runs before they are undone: relays
+	// and services stop while NATS is still there. (Also after a restart: each start registers its own.)
+	defer t.Cleanup(c.stop)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	for i := range nodes {
 		fnc := c.connect(fmt.Sprintf("friends-%d", i))
-		f, err := p2p.NewFriends(ctx, fnc, p2p.FriendsConfig{Logger: quiet})
+		f, err := friends.New(ctx, fnc, friends.Config{Logger: quiet})
 		if err != nil {
 			t.Fatalf("NewFriends: %v", err)
 		}
 		c.friends = append(c.friends, f)
 		snc := c.connect(fmt.Sprintf("p2p-%d", i))
-		s, err := p2p.NewService(ctx, snc, c.p2pCfg)
+		s, err := messaging.New(ctx, snc, c.p2pCfg)
 		if err != nil {
 			t.Fatalf("NewService: %v", err)
 		}
@@ -117,10 +116,7 @@ func (c *cluster) start(nodes int) {
 
 func (c *cluster) connect(name string) *nats.Conn {
 	c.t.Helper()
-	nc, err := natsboot.ConnectInProcess(c.srv, name, "")
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	nc := natstest.Connect(c.t, c.srv.ClientURL(), nats.Name(name))
 	c.conns = append(c.conns, nc)
 	return nc
 }
@@ -176,8 +172,8 @@ func (c *cluster) stop() {
 }
 
 // friendsStats sums the friends service instances' counters.
-func (c *cluster) friendsStats() p2p.FriendsStats {
-	var s p2p.FriendsStats
+func (c *cluster) friendsStats() friends.Stats {
+	var s friends.Stats
 	for _, f := range c.friends {
 		st := f.Stats()
 		s.Gets += st.Gets
@@ -373,6 +369,24 @@ func (c *client) expect(match func(gjson.Result) bool) gjson.Result {
 	defer c.mu.Unlock()
 	c.t.Fatalf("%s: no matching frame in time; have %v (err %v)", c.user, c.frames, c.err)
 	return gjson.Result{}
+}
+
+// expectNext returns (and removes) the next frame, received or still to come, and fails unless match holds
+// for it: for tests that claim an order, which expect (the first match anywhere) does not check.
+func (c *client) expectNext(what string, match func(gjson.Result) bool) gjson.Result {
+	c.t.Helper()
+	f, ok := c.waitFrame(func(gjson.Result) bool { return true }, waitLimit)
+	if !ok {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.t.Fatalf("%s: no frame in time, want %s (err %v)", c.user, what, c.err)
+	}
+	if !match(f) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.t.Fatalf("%s: next frame is %s, want %s; after it: %v", c.user, f.Raw, what, c.frames)
+	}
+	return f
 }
 
 func (c *client) waitFrame(match func(gjson.Result) bool, limit time.Duration) (gjson.Result, bool) {

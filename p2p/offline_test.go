@@ -7,7 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 )
 
@@ -109,7 +109,7 @@ func TestSyncPages(t *testing.T) {
 // A backlog larger than a client's outbound queue comes in pages of bounded size: a sync answer must never
 // be so large that the relay closes the client as slow (4008), or the next login would fail the same way.
 func TestLargeBacklogSyncsInBoundedPages(t *testing.T) {
-	c := newCluster(t, 1, "", func(_ *p2p.Config, r *relay.Config) {
+	c := newCluster(t, 1, "", func(_ *messaging.Config, r *relay.Config) {
 		r.Limits.MessagesPerSecond, r.Limits.FramesPerSecond = 10000, 10000
 	})
 	alice := dialWS(t, c.nodes[0], "alice", "")

@@ -7,7 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 )
 
@@ -15,7 +15,7 @@ import (
 // (with the frame's id) and lose nothing: every message that was answered "sent" is stored, in order, and
 // nothing else is.
 func TestRefusalsLoseNothing(t *testing.T) {
-	c := newCluster(t, 1, "", func(_ *p2p.Config, r *relay.Config) {
+	c := newCluster(t, 1, "", func(_ *messaging.Config, r *relay.Config) {
 		r.Limits.MessagesPerSecond = 5 // burst 11
 		r.Limits.MaxFrameBytes = 32 << 10
 	})
@@ -104,7 +104,7 @@ func TestRefusalsLoseNothing(t *testing.T) {
 
 // With FriendsOnly, strangers are refused and friends may write.
 func TestFriendsOnly(t *testing.T) {
-	c := newCluster(t, 1, "", func(p *p2p.Config, _ *relay.Config) { p.FriendsOnly = true })
+	c := newCluster(t, 1, "", func(p *messaging.Config, _ *relay.Config) { p.FriendsOnly = true })
 	alice := dialWS(t, c.nodes[0], "alice", "")
 	bob := dialWS(t, c.nodes[0], "bob", "")
 	if !alice.hello.Get("limits.friends_only").Bool() {

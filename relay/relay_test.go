@@ -23,7 +23,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
-	"github.com/rso-server/rso/internal/natsboot"
+	"github.com/rso-server/rso/internal/natstest"
 )
 
 // The relay on its own: real embedded NATS, real sockets, and a stand-in for the messaging service that
@@ -53,16 +53,10 @@ type fixture struct {
 // newFixture runs a relay; serve decides whether the stand-in service answers.
 func newFixture(t *testing.T, secret []byte, serve bool, edit func(*Config)) *fixture {
 	t.Helper()
-	srv, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsboot.ConnectInProcess(srv, "relay-test", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	// Cleanups run last first: the relay (registered below) stops before the connection and NATS.
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv.ClientURL(), nats.Name("relay-test"))
+	var err error
 	f := &fixture{t: t, srv: srv, nc: nc}
 	if serve {
 		f.serveStandIn()
@@ -94,6 +88,13 @@ func newFixture(t *testing.T, secret []byte, serve bool, edit func(*Config)) *fi
 		}
 	})
 	return f
+}
+
+// count is how many requests list holds (f.hellos, f.byes, f.envelopes) so far.
+func (f *fixture) count(list *[]gjson.Result) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(*list)
 }
 
 // serveStandIn answers hello with limits, bye with {}, and every frame with an echo of its envelope plus
@@ -438,19 +439,7 @@ func TestByeAfterGrace(t *testing.T) {
 	p, _, _ := dialWS(t, f.wsURL("user=alice"), nil)
 	p.nextOp("hello")
 	p.close()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		f.mu.Lock()
-		n := len(f.byes)
-		f.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no bye")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the bye", func() bool { return f.count(&f.byes) == 1 })
 	f.mu.Lock()
 	bye := f.byes[0]
 	f.mu.Unlock()
@@ -497,19 +486,7 @@ func TestAfterReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.nextOp("resync")
-	deadline := time.Now().Add(waitLimit)
-	for {
-		f.mu.Lock()
-		n := len(f.hellos)
-		f.mu.Unlock()
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d hellos, want 2", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "2 hellos", func() bool { return f.count(&f.hellos) == 2 })
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if h := f.hellos[1]; h.Get("user").Str != "alice" || h.Get("conn").Exists() {
@@ -541,23 +518,11 @@ func TestGraceTimerFiredDuringAttach(t *testing.T) {
 	start := time.Now()
 	s.detach(c2) // a second grace period starts
 	unlock()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		f.mu.Lock()
-		n := len(f.byes)
-		f.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no bye")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the bye", func() bool { return f.count(&f.byes) > 0 })
 	if d := time.Since(start); d < grace {
 		t.Fatalf("bye %v after the last connection ended, before the grace period (%v) was over", d, grace)
 	}
-	time.Sleep(grace)
+	time.Sleep(grace) // no condition to wait on: a second bye would come from a timer, if at all
 	f.mu.Lock()
 	n := len(f.byes)
 	f.mu.Unlock()

@@ -24,7 +24,8 @@ import (
 	"github.com/rso-server/rso/demos"
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/natsboot"
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/p2p/friends"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 	"github.com/rso-server/rso/sharedobject"
 )
@@ -112,8 +113,8 @@ type Main struct {
 	starting atomic.Pointer[string]
 
 	// Private chat: the friends and messaging services on the bus, and the relay holding the sockets.
-	friends  *p2p.Friends
-	messages *p2p.Service
+	friends  *friends.Service
+	messages *messaging.Service
 	relay    *relay.Server
 	tcpLn    net.Listener // nil without -relay-tcp
 
@@ -240,14 +241,14 @@ func (m *Main) startChat(st *startup) error {
 		}
 	}
 	err = st.do("the friends service", func(ctx context.Context) (err error) {
-		m.friends, err = p2p.NewFriends(ctx, m.nc, p2p.FriendsConfig{Replicas: c.Replicas, Logger: m.log.With("component", "friends")})
+		m.friends, err = friends.New(ctx, m.nc, friends.Config{Replicas: c.Replicas, Logger: m.log.With("component", "friends")})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the friends service: %w", err)
 	}
 	err = st.do("the messaging service", func(ctx context.Context) (err error) {
-		m.messages, err = p2p.NewService(ctx, m.nc, p2p.Config{
+		m.messages, err = messaging.New(ctx, m.nc, messaging.Config{
 			FriendsOnly:     c.FriendsOnly,
 			MaxMessageBytes: c.MaxMessageBytes,
 			Replicas:        c.Replicas,

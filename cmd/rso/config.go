@@ -18,7 +18,7 @@ import (
 
 	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/natsboot"
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 	"github.com/rso-server/rso/sharedobject"
 )
@@ -85,7 +85,7 @@ func envName(flagName string) string {
 // options is the flag table. nodeID is the default node id (computed, so it is passed in).
 func options(nodeID string) []option {
 	d := sharedobject.DefaultLimits()
-	rl, pd := relay.DefaultLimits(), p2p.DefaultConfig()
+	rl, pd := relay.DefaultLimits(), messaging.DefaultConfig()
 	limit := func(name string, def int, meaning string, field func(*sharedobject.Limits) *int) option {
 		return option{name: name, def: strconv.Itoa(def), meaning: meaning, set: func(c *Config, v string) error {
 			n, err := positiveInt(v)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rso-server/rso/p2p"
+	"github.com/rso-server/rso/p2p/messaging"
 	"github.com/rso-server/rso/relay"
 	"github.com/rso-server/rso/sharedobject"
 )
@@ -32,7 +32,7 @@ func TestDefaults(t *testing.T) {
 		c.NATSCluster != "" || c.NATSRoutes != nil || c.NATSClusterName != "rso" || c.StartupTimeout != 60*time.Second ||
 		c.TokenSecret != nil || c.Insecure || c.Fsync || c.ResyncWindow != 1000 || c.TempGrace != 5*time.Second ||
 		c.HookTimeout != 2*time.Second || c.Replicas != 1 || !c.Demos || c.RelayTCP != "" || c.FriendsOnly ||
-		c.PresenceGrace != 5*time.Second || c.MaxMessageBytes != p2p.DefaultConfig().MaxMessageBytes ||
+		c.PresenceGrace != 5*time.Second || c.MaxMessageBytes != messaging.DefaultConfig().MaxMessageBytes ||
 		c.RelayLimits.MessagesPerSecond != relay.DefaultLimits().MessagesPerSecond {
 		t.Errorf("defaults: %+v", c)
 	}

@@ -1,4 +1,4 @@
-package p2p
+package messaging
 
 import (
 	"fmt"
@@ -75,37 +75,14 @@ func (c *Config) withDefaults() error {
 	for name, v := range map[string]int{"MaxMessageBytes": c.MaxMessageBytes, "HistoryLimit": c.HistoryLimit,
 		"MaxHistoryLimit": c.MaxHistoryLimit, "SyncMaxMessages": c.SyncMaxMessages, "Workers": c.Workers, "Replicas": c.Replicas} {
 		if v < 0 {
-			return fmt.Errorf("p2p: Config.%s is %d; it must be positive", name, v)
+			return fmt.Errorf("messaging: Config.%s is %d; it must be positive", name, v)
 		}
 	}
 	if c.HistoryLimit > c.MaxHistoryLimit {
-		return fmt.Errorf("p2p: Config.HistoryLimit (%d) exceeds MaxHistoryLimit (%d)", c.HistoryLimit, c.MaxHistoryLimit)
+		return fmt.Errorf("messaging: Config.HistoryLimit (%d) exceeds MaxHistoryLimit (%d)", c.HistoryLimit, c.MaxHistoryLimit)
 	}
 	if c.FriendsCacheTTL < 0 || c.SweepInterval < 0 || c.DuplicateWindow < 0 {
-		return fmt.Errorf("p2p: FriendsCacheTTL, SweepInterval and DuplicateWindow must be positive")
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	return nil
-}
-
-// FriendsConfig configures the friends service.
-type FriendsConfig struct {
-	// MaxFriends bounds one user's list: friends, requests and blocks together (default 1000).
-	MaxFriends int
-	// Workers bounds the requests one instance handles at once (default 256), as Config.Workers does.
-	Workers  int
-	Replicas int // of the RSO_FRIENDS bucket (default 1)
-	Logger   *slog.Logger
-}
-
-func (c *FriendsConfig) withDefaults() error {
-	setDefault(&c.MaxFriends, 1000)
-	setDefault(&c.Workers, 256)
-	setDefault(&c.Replicas, 1)
-	if c.MaxFriends < 0 || c.Workers < 0 || c.Replicas < 0 {
-		return fmt.Errorf("p2p: FriendsConfig.MaxFriends, Workers and Replicas must be positive")
+		return fmt.Errorf("messaging: FriendsCacheTTL, SweepInterval and DuplicateWindow must be positive")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

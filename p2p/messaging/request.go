@@ -1,12 +1,11 @@
-package p2p
+package messaging
 
 import (
-	"unicode/utf8"
-
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 // Client frames: parsed and checked at the boundary, before anything touches state.
@@ -37,13 +36,13 @@ var ops = "send, receipt, sync, history, friends, friend, presence, signal, ping
 
 // parseRequest validates one client frame at the boundary: well-formed JSON, a known op, every field of the
 // right type and size. It never touches state. The relay has checked the frame's size already.
-func parseRequest(data []byte, cfg *Config) (f request, werr *WireError) {
-	if werr := checkJSON(data, "frame"); werr != nil {
+func parseRequest(data []byte, cfg *Config) (f request, werr *proto.WireError) {
+	if werr := proto.CheckJSON(data, "frame"); werr != nil {
 		return f, werr
 	}
 	root := gjson.ParseBytes(data)
 	if !root.IsObject() {
-		return f, wireErr(CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`)
+		return f, proto.Errorf(proto.CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`)
 	}
 	var body, sigData, after gjson.Result
 	root.ForEach(func(key, v gjson.Result) bool {
@@ -53,11 +52,11 @@ func parseRequest(data []byte, cfg *Config) (f request, werr *WireError) {
 		case "id":
 			werr = wantString(v, "id", &f.id, maxIDBytes)
 		case "to":
-			werr = wantString(v, "to", &f.to, maxUserBytes)
+			werr = wantString(v, "to", &f.to, proto.MaxUserBytes)
 		case "peer":
-			werr = wantString(v, "peer", &f.peer, maxUserBytes)
+			werr = wantString(v, "peer", &f.peer, proto.MaxUserBytes)
 		case "user":
-			werr = wantString(v, "user", &f.user, maxUserBytes)
+			werr = wantString(v, "user", &f.user, proto.MaxUserBytes)
 		case "device":
 			werr = wantString(v, "device", &f.device, maxDeviceBytes)
 		case "kind":
@@ -120,57 +119,44 @@ func parseRequest(data []byte, cfg *Config) (f request, werr *WireError) {
 			f.data, werr = sizedJSON(data, sigData, "data", cfg.MaxMessageBytes)
 		}
 		if werr == nil && f.device != "" && !ids.Valid(f.device, maxDeviceBytes) {
-			werr = wireErr(CodeBadFrame, `"device" must be 1 to %d letters, digits, '-' or '_'`, maxDeviceBytes)
+			werr = proto.Errorf(proto.CodeBadFrame, `"device" must be 1 to %d letters, digits, '-' or '_'`, maxDeviceBytes)
 		}
 	case "":
-		werr = wireErr(CodeBadFrame, `frame has no "op"; use one of %s`, ops)
+		werr = proto.Errorf(proto.CodeBadFrame, `frame has no "op"; use one of %s`, ops)
 	default:
-		werr = wireErr(CodeUnknownOp, "unknown op %q; use one of %s", clip(f.op), ops)
+		werr = proto.Errorf(proto.CodeUnknownOp, "unknown op %q; use one of %s", proto.Clip(f.op), ops)
 	}
 	return f, werr
 }
 
-// checkJSON is the boundary check of everything the services take from NATS (what names it in the
-// refusal): valid JSON, and valid UTF-8 inside its strings too, which gjson.ValidBytes does not look at.
-// Nothing else may touch state or be relayed: a browser fails its socket on a frame that is not UTF-8.
-func checkJSON(data []byte, what string) *WireError {
-	if !gjson.ValidBytes(data) {
-		return wireErr(CodeBadJSON, "%s is not valid JSON", what)
-	}
-	if !utf8.Valid(data) {
-		return wireErr(CodeBadJSON, "%s is not valid UTF-8", what)
-	}
-	return nil
-}
-
 // needAll takes pairs (condition, message) and refuses with the first message whose condition is false.
-func needAll(pairs ...any) *WireError {
+func needAll(pairs ...any) *proto.WireError {
 	for i := 0; i+1 < len(pairs); i += 2 {
 		if !pairs[i].(bool) {
-			return wireErr(CodeBadFrame, "%s", pairs[i+1].(string))
+			return proto.Errorf(proto.CodeBadFrame, "%s", pairs[i+1].(string))
 		}
 	}
 	return nil
 }
 
-func sizedJSON(data []byte, v gjson.Result, field string, max int) ([]byte, *WireError) {
+func sizedJSON(data []byte, v gjson.Result, field string, max int) ([]byte, *proto.WireError) {
 	b := jsonx.Compact(jsonx.RawBytes(data, v))
 	if len(b) > max {
-		return nil, wireErr(CodeMessageTooLarge, "%q is %d bytes; the limit is %d (max_message_bytes)", field, len(b), max)
+		return nil, proto.Errorf(proto.CodeMessageTooLarge, "%q is %d bytes; the limit is %d (max_message_bytes)", field, len(b), max)
 	}
 	return b, nil
 }
 
-func parseAfter(v gjson.Result) (map[string]uint64, *WireError) {
+func parseAfter(v gjson.Result) (map[string]uint64, *proto.WireError) {
 	if !v.IsObject() {
-		return nil, wireErr(CodeBadFrame, `"after" must be an object {"peer": sequence, …}`)
+		return nil, proto.Errorf(proto.CodeBadFrame, `"after" must be an object {"peer": sequence, …}`)
 	}
 	out := map[string]uint64{}
-	var werr *WireError
+	var werr *proto.WireError
 	v.ForEach(func(k, n gjson.Result) bool {
 		seq, ok := wholeNumber(n)
-		if !ok || len(k.Str) == 0 || len(k.Str) > maxUserBytes {
-			werr = wireErr(CodeBadFrame, `"after" must map user ids to whole numbers`)
+		if !ok || len(k.Str) == 0 || len(k.Str) > proto.MaxUserBytes {
+			werr = proto.Errorf(proto.CodeBadFrame, `"after" must map user ids to whole numbers`)
 			return false
 		}
 		out[k.Str] = seq
@@ -179,21 +165,21 @@ func parseAfter(v gjson.Result) (map[string]uint64, *WireError) {
 	return out, werr
 }
 
-func wantString(v gjson.Result, field string, dst *string, max int) *WireError {
+func wantString(v gjson.Result, field string, dst *string, max int) *proto.WireError {
 	if v.Type != gjson.String {
-		return wireErr(CodeBadFrame, "field %q must be a string", field)
+		return proto.Errorf(proto.CodeBadFrame, "field %q must be a string", field)
 	}
 	if max > 0 && (len(v.Str) == 0 || len(v.Str) > max) {
-		return wireErr(CodeBadFrame, "field %q must be 1 to %d bytes", field, max)
+		return proto.Errorf(proto.CodeBadFrame, "field %q must be 1 to %d bytes", field, max)
 	}
 	*dst = v.Str
 	return nil
 }
 
-func wantNumber(v gjson.Result, field string, dst *uint64) *WireError {
+func wantNumber(v gjson.Result, field string, dst *uint64) *proto.WireError {
 	n, ok := wholeNumber(v)
 	if !ok {
-		return wireErr(CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
+		return proto.Errorf(proto.CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
 	}
 	*dst = n
 	return nil

@@ -1,16 +1,17 @@
-package p2p
+package messaging
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 var knownCodes = map[string]bool{
-	CodeBadJSON: true, CodeBadFrame: true, CodeUnknownOp: true, CodeMessageTooLarge: true,
+	proto.CodeBadJSON: true, proto.CodeBadFrame: true, proto.CodeUnknownOp: true, proto.CodeMessageTooLarge: true,
 }
 
 // validOut fails unless b is valid UTF-8 and valid JSON, as every frame the service writes must be.
@@ -55,7 +56,7 @@ func FuzzParseRequest(f *testing.F) {
 		if !utf8.Valid(data) {
 			t.Fatalf("accepted a frame that is not UTF-8: %q", data)
 		}
-		if len(r.id) > maxIDBytes || len(r.to) > maxUserBytes || len(r.peer) > maxUserBytes || len(r.user) > maxUserBytes {
+		if len(r.id) > maxIDBytes || len(r.to) > proto.MaxUserBytes || len(r.peer) > proto.MaxUserBytes || len(r.user) > proto.MaxUserBytes {
 			t.Fatalf("accepted oversized field: %+v", r)
 		}
 		switch r.op {
@@ -106,85 +107,4 @@ func FuzzServable(f *testing.F) {
 		validOut(t, "message frame", appendMessage(nil, true, 7, rec))
 		validOut(t, "messages", appendMessages(nil, []seqRecord{{1, rec}, {2, rec}}))
 	})
-}
-
-// FuzzFriendActions runs action sequences among four users, applying both lists as the service does, and
-// checks the invariants after each step: lists sorted and duplicate-free, relations disjoint, friendship
-// and requests mirrored on both sides, and every action idempotent.
-func FuzzFriendActions(f *testing.F) {
-	f.Add([]byte{0, 1, 0, 1, 0, 1, 1, 0, 4, 2, 3})
-	f.Add([]byte{3, 0, 1, 0, 1, 0, 2, 0, 1, 4, 0, 1, 0, 1, 0})
-	users := []string{"a", "b", "c", "d"}
-	actions := []string{ActionRequest, ActionAccept, ActionRemove, ActionBlock, ActionUnblock}
-	f.Fuzz(func(t *testing.T, steps []byte) {
-		lists := map[string]*FriendList{}
-		for _, u := range users {
-			lists[u] = &FriendList{}
-		}
-		for i := 0; i+2 < len(steps); i += 3 {
-			action := actions[int(steps[i])%len(actions)]
-			me, other := users[int(steps[i+1])%len(users)], users[int(steps[i+2])%len(users)]
-			m, o, werr := applyFriendAction(action, me, other, lists[me], lists[other], 2)
-			if werr != nil {
-				continue
-			}
-			if me != other {
-				*lists[me], *lists[other] = m, o
-				m2, o2, werr := applyFriendAction(action, me, other, &m, &o, 2)
-				if werr == nil && (m2.Hash() != m.Hash() || o2.Hash() != o.Hash()) {
-					t.Fatalf("%s %s→%s is not idempotent", action, me, other)
-				}
-			}
-			checkLists(t, lists)
-		}
-	})
-}
-
-func checkLists(t *testing.T, lists map[string]*FriendList) {
-	t.Helper()
-	for u, l := range lists {
-		seen := map[string]string{}
-		for name, set := range map[string][]string{"friends": l.Friends, "incoming": l.Incoming, "outgoing": l.Outgoing} {
-			if !slices.IsSorted(set) || len(slices.Compact(slices.Clone(set))) != len(set) {
-				t.Fatalf("%s.%s = %v", u, name, set)
-			}
-			for _, v := range set {
-				if prev, dup := seen[v]; dup {
-					t.Fatalf("%s has %s in %s and %s", u, v, prev, name)
-				}
-				seen[v] = name
-				if v == u {
-					t.Fatalf("%s relates to itself", u)
-				}
-			}
-		}
-		for _, v := range l.Friends {
-			if !lists[v].IsFriend(u) {
-				t.Fatalf("%s has friend %s but not the other way", u, v)
-			}
-		}
-		for _, v := range l.Outgoing {
-			if !contains(lists[v].Incoming, u) {
-				t.Fatalf("%s asked %s, who does not see it", u, v)
-			}
-		}
-	}
-}
-
-func TestHashIsStableAndCoversEveryRelation(t *testing.T) {
-	a := FriendList{Friends: []string{"b", "c"}}
-	b := FriendList{Friends: []string{"b", "c"}, Incoming: []string{}}
-	if a.Hash() != b.Hash() || len(a.Hash()) != 32 {
-		t.Fatalf("empty and nil lists hash alike: %s %s", a.Hash(), b.Hash())
-	}
-	for _, other := range []FriendList{
-		{Friends: []string{"b"}},
-		{Friends: []string{"b", "c"}, Incoming: []string{"d"}},
-		{Friends: []string{"b", "c"}, Blocked: []string{"d"}},
-		{Friends: []string{"b", "c"}, Outgoing: []string{"d"}},
-	} {
-		if other.Hash() == a.Hash() {
-			t.Fatalf("%+v hashes like %+v", other, a)
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package p2p
+package proto
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func TestUnavailableOnlyForWhatARetryMayFix(t *testing.T) {
 		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamMessageExceedsMaximum, Description: "message size exceeds maximum allowed"}, CodeInternal},
 		{errors.New("something else"), CodeInternal},
 	} {
-		if got := unavailable("the message was not stored", tc.err); got.Code != tc.want {
+		if got := Unavailable("the message was not stored", tc.err); got.Code != tc.want {
 			t.Errorf("%v: answered %s (%s), want %s", tc.err, got.Code, got.Message, tc.want)
 		}
 	}

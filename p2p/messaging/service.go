@@ -1,8 +1,10 @@
-// Package p2p is private chat on the bus: the messaging service (validation, a gap-free sequence per
-// conversation, storage before acknowledgement, delivery to every device, receipts, offline sync and
-// history, presence, peer-to-peer signalling) and the friends service. Clients reach it through the relay
-// package, which holds their sockets; the two meet on NATS subjects only (names.go, docs/PROTOCOL.md §3).
-package p2p
+// Package messaging is the messaging and presence service of private chat (the seed's msgd): validation,
+// a gap-free sequence per conversation, storage before acknowledgement, delivery to every device,
+// receipts, offline sync and history, presence, and peer-to-peer signalling. Clients reach it through the
+// relay package, which holds their sockets; the two meet on NATS subjects only (names.go,
+// docs/PROTOCOL.md §3). Friend lists come from the friends service (package friends), over NATS too, and
+// are cached here (friendcache.go, friendsclient.go).
+package messaging
 
 import (
 	"context"
@@ -19,18 +21,10 @@ import (
 
 	"github.com/rso-server/rso/internal/jsonx"
 	"github.com/rso-server/rso/internal/keyed"
+	"github.com/rso-server/rso/p2p/internal/friendlist"
+	"github.com/rso-server/rso/p2p/internal/proto"
+	"github.com/rso-server/rso/p2p/internal/workers"
 )
-
-const (
-	// natsTimeout bounds one call to NATS (a publish, a get, a request to the friends service).
-	natsTimeout = 5 * time.Second
-	// requestTimeout bounds the handling of one client frame; the relay waits a little longer.
-	requestTimeout = 9 * time.Second
-	// maxRetries bounds lost compare-and-set races before a request is answered busy.
-	maxRetries = 50
-)
-
-var errConflict = errors.New("changed by someone else first")
 
 // Service is one instance of the messaging service. Instances on one NATS share the work (queue groups)
 // and keep nothing that another instance needs: every state lives in JetStream.
@@ -53,7 +47,7 @@ type Service struct {
 	known   boundedSet // users known to have connected once
 	indexed boundedSet // conversations whose index entries exist
 
-	workers *workers
+	workers *workers.Pool
 	subs    []*nats.Subscription
 	ctx     context.Context // background work (the sweeper); ends at Shutdown
 	cancel  context.CancelFunc
@@ -65,14 +59,14 @@ type Service struct {
 	done     chan struct{}
 }
 
-// NewService creates (or checks) the streams and buckets it needs and starts serving the relay subjects.
-func NewService(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error) {
+// New creates (or checks) the streams and buckets it needs and starts serving the relay subjects.
+func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	// Async publishes (the conversation index) give up after natsTimeout, so acks that never come cannot
+	// Async publishes (the conversation index) give up after proto.NATSTimeout, so acks that never come cannot
 	// fill the pending window and stall every new conversation.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(natsTimeout))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(proto.NATSTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +76,7 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error
 		heads:   newHeadCache(100_000),
 		known:   newBoundedSet(100_000),
 		indexed: newBoundedSet(100_000),
-		workers: newWorkers(cfg.Workers),
+		workers: workers.New(cfg.Workers),
 		done:    make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -122,7 +116,7 @@ func (s *Service) setup(ctx context.Context) error {
 		Duplicates:  s.cfg.DuplicateWindow,
 	})
 	if err != nil {
-		return fmt.Errorf("p2p: cannot create stream %s: %w", streamDM, err)
+		return fmt.Errorf("messaging: cannot create stream %s: %w", streamDM, err)
 	}
 	for _, b := range []struct {
 		kv  *jetstream.KeyValue
@@ -136,7 +130,7 @@ func (s *Service) setup(ctx context.Context) error {
 	} {
 		b.cfg.Replicas = s.cfg.Replicas
 		if *b.kv, err = s.js.CreateOrUpdateKeyValue(ctx, b.cfg); err != nil {
-			return fmt.Errorf("p2p: cannot create bucket %s: %w", b.cfg.Bucket, err)
+			return fmt.Errorf("messaging: cannot create bucket %s: %w", b.cfg.Bucket, err)
 		}
 	}
 	// The relays own the node bucket (they set its TTL); create it with their default if none runs yet.
@@ -147,7 +141,7 @@ func (s *Service) setup(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("p2p: cannot open bucket %s: %w", bucketNodes, err)
+		return fmt.Errorf("messaging: cannot open bucket %s: %w", bucketNodes, err)
 	}
 	return nil
 }
@@ -156,29 +150,29 @@ func (s *Service) setup(ctx context.Context) error {
 const defaultNodeTTL = 15 * time.Second
 
 // serve subscribes the relay and friends-notice subjects. Every request is checked at the boundary
-// (checkJSON) before it reaches a handler, and handled on a bounded number of workers.
+// (proto.CheckJSON) before it reaches a handler, and handled on a bounded number of workers.
 func (s *Service) serve() error {
 	type handler struct {
 		subject, queue string
 		what           string // names the request in a refusal
 		fn             func(ctx context.Context, m *nats.Msg)
-		pooled         bool                            // handled on a worker
-		refuse         func(m *nats.Msg, e *WireError) // answers a refused request
+		pooled         bool                                  // handled on a worker
+		refuse         func(m *nats.Msg, e *proto.WireError) // answers a refused request
 	}
-	refuseFrame := func(m *nats.Msg, e *WireError) { m.Respond(errorFrame(e, envelopeID(m.Data))) }
-	refuseJSON := func(m *nats.Msg, e *WireError) { respondJSON(m, map[string]any{"error": e}) }
-	ignore := func(*nats.Msg, *WireError) {} // a notice: nobody waits for an answer
-	restarting := wireErr(CodeUnavailable, "the chat service is restarting; retry (same id)")
-	overloaded := wireErr(CodeUnavailable, "the chat service is overloaded (all %d workers busy, Workers); retry (same id)", s.cfg.Workers)
+	refuseFrame := func(m *nats.Msg, e *proto.WireError) { m.Respond(errorFrame(e, envelopeID(m.Data))) }
+	refuseJSON := func(m *nats.Msg, e *proto.WireError) { proto.RespondJSON(m, relayReply{Error: e}) }
+	ignore := func(*nats.Msg, *proto.WireError) {} // a notice: nobody waits for an answer
+	restarting := proto.Errorf(proto.CodeUnavailable, "the chat service is restarting; retry (same id)")
+	overloaded := proto.Errorf(proto.CodeUnavailable, "the chat service is overloaded (all %d workers busy, Workers); retry (same id)", s.cfg.Workers)
 	for _, h := range []handler{
 		{subjFrame, queueP2P, "frame", s.onFrame, true, refuseFrame},
 		{subjHello, queueP2P, "hello", s.onHello, true, refuseJSON},
 		{subjBye, queueP2P, "bye", s.onBye, true, refuseJSON},
-		{subjFriendsChangedPrefix + "*", "", "friends notice", s.onFriendsChanged, false, ignore},
-		{subjFriendsChangedPrefix + "*", queuePush, "friends notice", s.onFriendsChangedPush, true, ignore},
+		{friendlist.SubjChangedPrefix + "*", "", "friends notice", s.onFriendsChanged, false, ignore},
+		{friendlist.SubjChangedPrefix + "*", queuePush, "friends notice", s.onFriendsChangedPush, true, ignore},
 	} {
 		cb := func(m *nats.Msg) {
-			if werr := checkJSON(m.Data, h.what); werr != nil {
+			if werr := proto.CheckJSON(m.Data, h.what); werr != nil {
 				s.log.Warn("request refused", "subject", m.Subject, "err", werr)
 				h.refuse(m, werr)
 				return
@@ -187,19 +181,19 @@ func (s *Service) serve() error {
 				h.fn(s.ctx, m)
 				return
 			}
-			if !s.workers.acquire() {
+			if !s.workers.Acquire() {
 				h.refuse(m, overloaded)
 				return
 			}
 			if !s.track() {
-				s.workers.release()
+				s.workers.Release()
 				h.refuse(m, restarting)
 				return
 			}
 			go func() {
-				defer func() { s.workers.release(); s.wg.Done() }()
+				defer func() { s.workers.Release(); s.wg.Done() }()
 				// Not derived from s.ctx: a request that started is finished even during Shutdown.
-				ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+				ctx, cancel := context.WithTimeout(context.Background(), proto.RequestTimeout)
 				defer cancel()
 				h.fn(ctx, m)
 			}()
@@ -212,7 +206,7 @@ func (s *Service) serve() error {
 			sub, err = s.nc.QueueSubscribe(h.subject, h.queue, cb)
 		}
 		if err != nil {
-			return fmt.Errorf("p2p: cannot subscribe %s: %w", h.subject, err)
+			return fmt.Errorf("messaging: cannot subscribe %s: %w", h.subject, err)
 		}
 		s.subs = append(s.subs, sub)
 	}
@@ -276,13 +270,13 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// ServiceStats counts what this instance refused.
-type ServiceStats struct {
+// Stats counts what this instance refused.
+type Stats struct {
 	Refused uint64 // requests refused (unavailable) because every worker was busy for too long
 }
 
 // Stats returns this instance's counters.
-func (s *Service) Stats() ServiceStats { return ServiceStats{Refused: s.workers.refused.Load()} }
+func (s *Service) Stats() Stats { return Stats{Refused: s.workers.Refused()} }
 
 // caller is who sent a frame, as the relay authenticated it.
 type caller struct {
@@ -299,7 +293,7 @@ func (s *Service) onFrame(ctx context.Context, m *nats.Msg) {
 	c := caller{user: env.Get("user").Str, device: env.Get("device").Str, conn: env.Get("conn").Str, node: env.Get("node").Str}
 	raw := env.Get("frame")
 	if c.user == "" || !raw.Exists() {
-		m.Respond(errorFrame(wireErr(CodeInternal, "relay envelope without user or frame"), ""))
+		m.Respond(errorFrame(proto.Errorf(proto.CodeInternal, "relay envelope without user or frame"), ""))
 		return
 	}
 	frame := jsonx.RawBytes(m.Data, raw)
@@ -307,13 +301,13 @@ func (s *Service) onFrame(ctx context.Context, m *nats.Msg) {
 	if err := m.Respond(out); err != nil {
 		// Too large for NATS, or the connection is gone: the relay must not wait for its timeout.
 		s.log.Warn("cannot answer a frame", "user", c.user, "bytes", len(out), "err", err)
-		m.Respond(errorFrame(wireErr(CodeInternal, "the answer could not be sent (%d bytes): %v", len(out), err), peekID(frame)))
+		m.Respond(errorFrame(proto.Errorf(proto.CodeInternal, "the answer could not be sent (%d bytes): %v", len(out), err), peekID(frame)))
 	}
 }
 
 func (s *Service) handle(ctx context.Context, c caller, frame []byte) []byte {
 	if s.closing.Load() {
-		return errorFrame(wireErr(CodeUnavailable, "the chat service is restarting; retry (same id)"), peekID(frame))
+		return errorFrame(proto.Errorf(proto.CodeUnavailable, "the chat service is restarting; retry (same id)"), peekID(frame))
 	}
 	f, werr := parseRequest(frame, &s.cfg)
 	if werr != nil {
@@ -348,29 +342,11 @@ func (s *Service) handle(ctx context.Context, c caller, frame []byte) []byte {
 	return out
 }
 
-// JetStream API errors that mean "not now": the same request may succeed when it is retried.
-const (
-	codeClusterNotAvailable = 10008 // no JetStream meta leader (a cluster without a quorum, or electing)
-	codeClusterNotLeader    = 10009 // the leader is changing
-	codeDuplicateInProcess  = 10158 // a resend whose original (same Nats-Msg-Id) is still being stored, e.g. without a quorum
-)
-
-// unavailable turns a failed call to NATS into the error a client can act on.
-func unavailable(what string, err error) *WireError {
-	var api *jetstream.APIError
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
-		errors.As(err, &api) && (api.ErrorCode == codeClusterNotAvailable || api.ErrorCode == codeClusterNotLeader || api.ErrorCode == codeDuplicateInProcess) {
-		return wireErr(CodeUnavailable, "%s: %v; retry (same id)", what, err)
-	}
-	return wireErr(CodeInternal, "%s: %v", what, err)
-}
-
 // publishTo sends frames to every connection of user, on every relay node. except skips the connection
 // that caused them; device, when set, limits them to one device. Delivery is at most once: a client that
 // misses a message sees a gap in the conversation's sequence and asks for it (history or sync).
 func (s *Service) publishTo(user string, frame []byte, except, device string) {
-	m := &nats.Msg{Subject: subjUserPrefix + userToken(user), Data: frame}
+	m := &nats.Msg{Subject: subjUserPrefix + proto.UserToken(user), Data: frame}
 	if except != "" || device != "" {
 		m.Header = nats.Header{}
 		if except != "" {

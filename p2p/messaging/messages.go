@@ -1,4 +1,4 @@
-package p2p
+package messaging
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 // Sending a message. Each conversation has a gap-free sequence 1, 2, 3, …: message N is stored as the
@@ -28,7 +29,7 @@ import (
 // with the same id is recognised by the stream (Nats-Msg-Id, within dedupWindow) and answered with the
 // original sequence, not stored again.
 
-func (s *Service) send(ctx context.Context, c caller, f *request) ([]byte, *WireError) {
+func (s *Service) send(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
 	if werr := s.mayTalk(ctx, c.user, f.to); werr != nil {
 		return nil, werr
 	}
@@ -67,17 +68,17 @@ func msgID(user, id string) string {
 
 // store appends record to the conversation and returns its sequence and the stored record (the original
 // one for a resend).
-func (s *Service) store(ctx context.Context, conv, from, to, id string, record, body []byte) (seq uint64, stored []byte, dup bool, werr *WireError) {
+func (s *Service) store(ctx context.Context, conv, from, to, id string, record, body []byte) (seq uint64, stored []byte, dup bool, werr *proto.WireError) {
 	unlock := s.convMu.Lock(conv)
 	defer unlock()
 	h, ok := s.heads.get(conv)
 	if !ok {
 		var err error
 		if h, err = s.loadHead(ctx, conv); err != nil {
-			return 0, nil, false, unavailable("cannot read the conversation", err)
+			return 0, nil, false, proto.Unavailable("cannot read the conversation", err)
 		}
 	}
-	for range maxRetries {
+	for range proto.MaxRetries {
 		if h.seq == 0 {
 			if werr := s.ensureIndex(ctx, conv, from, to); werr != nil {
 				return 0, nil, false, werr
@@ -85,17 +86,17 @@ func (s *Service) store(ctx context.Context, conv, from, to, id string, record, 
 		}
 		m := &nats.Msg{Subject: dmSubject(conv, h.seq+1), Data: record, Header: nats.Header{}}
 		m.Header.Set(jetstream.MsgIDHeader, msgID(from, id))
-		pctx, cancel := context.WithTimeout(ctx, natsTimeout)
+		pctx, cancel := context.WithTimeout(ctx, proto.NATSTimeout)
 		ack, err := s.js.PublishMsg(pctx, m, jetstream.WithExpectLastSequenceForSubject(h.streamSeq, dmWildcard(conv)))
 		cancel()
 		switch {
 		case isWrongLastSeq(err):
 			if h, err = s.loadHead(ctx, conv); err != nil {
-				return 0, nil, false, unavailable("cannot read the conversation", err)
+				return 0, nil, false, proto.Unavailable("cannot read the conversation", err)
 			}
 			continue
 		case err != nil:
-			return 0, nil, false, unavailable("the message was not stored", err)
+			return 0, nil, false, proto.Unavailable("the message was not stored", err)
 		case ack.Duplicate:
 			return s.original(ctx, conv, from, to, id, body, ack.Sequence)
 		}
@@ -103,7 +104,7 @@ func (s *Service) store(ctx context.Context, conv, from, to, id string, record, 
 		s.heads.put(conv, h)
 		return h.seq, record, false, nil
 	}
-	return 0, nil, false, wireErr(CodeBusy, "the conversation is too busy right now; resend (same id)")
+	return 0, nil, false, proto.Errorf(proto.CodeBusy, "the conversation is too busy right now; resend (same id)")
 }
 
 func isWrongLastSeq(err error) bool {
@@ -114,24 +115,24 @@ func isWrongLastSeq(err error) bool {
 
 // original reads the message a resend duplicates. A different message under the same id is refused:
 // answering it with the original's sequence would silently lose it.
-func (s *Service) original(ctx context.Context, conv, from, to, id string, body []byte, streamSeq uint64) (uint64, []byte, bool, *WireError) {
+func (s *Service) original(ctx context.Context, conv, from, to, id string, body []byte, streamSeq uint64) (uint64, []byte, bool, *proto.WireError) {
 	m, err := getSeq(ctx, s.nc, streamDM, streamSeq)
 	if err != nil || m == nil {
-		return 0, nil, false, unavailable("cannot read the original of a resent message", err)
+		return 0, nil, false, proto.Unavailable("cannot read the original of a resent message", err)
 	}
 	gotConv, seq, ok := seqOfSubject(m.subject)
 	stored := servable(m.data) // as the client has seen it in sync or history
 	r := gjson.ParseBytes(stored)
 	if !ok || gotConv != conv || r.Get("from").Str != from || r.Get("to").Str != to || r.Get("cid").Str != id ||
 		!bytes.Equal(jsonx.Compact([]byte(r.Get("body").Raw)), body) {
-		return 0, nil, false, wireErr(CodeIDReused, "id %q was used for another message in the last %s; give every message its own id", clip(id), s.cfg.DuplicateWindow)
+		return 0, nil, false, proto.Errorf(proto.CodeIDReused, "id %q was used for another message in the last %s; give every message its own id", proto.Clip(id), s.cfg.DuplicateWindow)
 	}
 	return seq, stored, true, nil
 }
 
 // loadHead reads the newest message of a conversation (seq 0 when it has none).
 func (s *Service) loadHead(ctx context.Context, conv string) (head, error) {
-	ctx, cancel := context.WithTimeout(ctx, natsTimeout)
+	ctx, cancel := context.WithTimeout(ctx, proto.NATSTimeout)
 	defer cancel()
 	m, err := getLast(ctx, s.nc, streamDM, dmWildcard(conv))
 	if err != nil || m == nil {
@@ -161,7 +162,7 @@ type indexEntry struct {
 // Create does) go out at once and their acks are awaited together, one round trip instead of two. A key
 // that has an entry already is left to KV Create, which tells a live entry (fine: it exists) from a
 // deletion marker (written over).
-func (s *Service) ensureIndex(ctx context.Context, conv, a, b string) *WireError {
+func (s *Service) ensureIndex(ctx context.Context, conv, a, b string) *proto.WireError {
 	if s.indexed.has(conv) {
 		return nil
 	}
@@ -172,7 +173,7 @@ func (s *Service) ensureIndex(ctx context.Context, conv, a, b string) *WireError
 		m := &nats.Msg{Subject: "$KV." + bucketIndex + "." + indexKey(p[0], conv), Data: v}
 		f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0))
 		if err != nil {
-			return unavailable("cannot record the conversation", err)
+			return proto.Unavailable("cannot record the conversation", err)
 		}
 		acks[i] = f
 	}
@@ -183,13 +184,13 @@ func (s *Service) ensureIndex(ctx context.Context, conv, a, b string) *WireError
 			continue
 		case err = <-f.Err():
 		case <-ctx.Done():
-			return unavailable("cannot record the conversation", ctx.Err())
+			return proto.Unavailable("cannot record the conversation", ctx.Err())
 		}
 		if !isWrongLastSeq(err) {
-			return unavailable("cannot record the conversation", err)
+			return proto.Unavailable("cannot record the conversation", err)
 		}
 		if _, err := s.index.Create(ctx, indexKey(pairs[i][0], conv), f.Msg().Data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return unavailable("cannot record the conversation", err)
+			return proto.Unavailable("cannot record the conversation", err)
 		}
 	}
 	s.indexed.add(conv)

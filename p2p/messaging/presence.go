@@ -1,4 +1,4 @@
-package p2p
+package messaging
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rso-server/rso/internal/ids"
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 // Presence follows the seed's login flow. A relay tells the service when a user's connection opens on a
@@ -53,29 +54,45 @@ type relayMsg struct {
 	Node   string `json:"node"`
 }
 
+// relayReply answers a relay's hello ({"limits":…}), bye ({}) or either refused ({"error":…}).
+type relayReply struct {
+	Error  *proto.WireError `json:"error,omitempty"`
+	Limits *helloLimits     `json:"limits,omitempty"`
+}
+
+// helloLimits are the limits the relay adds to its hello frame (fields in the order the protocol lists them).
+type helloLimits struct {
+	DuplicateWindowMs int64 `json:"duplicate_window_ms"`
+	FriendsOnly       bool  `json:"friends_only"`
+	HistoryLimit      int   `json:"history_limit"`
+	MaxHistoryLimit   int   `json:"max_history_limit"`
+	MaxMessageBytes   int   `json:"max_message_bytes"`
+	SyncMaxMessages   int   `json:"sync_max_messages"`
+}
+
 // onHello: a connection opened. The user becomes known, and online on that node. The reply carries the
 // limits the relay adds to its hello frame.
 func (s *Service) onHello(ctx context.Context, m *nats.Msg) {
 	var r relayMsg
 	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !ids.Valid(r.Node, maxNodeIDBytes) {
-		respondJSON(m, map[string]any{"error": wireErr(CodeBadFrame, "hello needs user and node")})
+		proto.RespondJSON(m, relayReply{Error: proto.Errorf(proto.CodeBadFrame, "hello needs user and node")})
 		return
 	}
 	if werr := s.ensureKnown(ctx, r.User); werr != nil {
-		respondJSON(m, map[string]any{"error": werr})
+		proto.RespondJSON(m, relayReply{Error: werr})
 		return
 	}
 	if werr := s.presenceUp(ctx, r.User, r.Node); werr != nil {
-		respondJSON(m, map[string]any{"error": werr})
+		proto.RespondJSON(m, relayReply{Error: werr})
 		return
 	}
-	respondJSON(m, map[string]any{"limits": map[string]any{
-		"max_message_bytes":   s.cfg.MaxMessageBytes,
-		"friends_only":        s.cfg.FriendsOnly,
-		"history_limit":       s.cfg.HistoryLimit,
-		"max_history_limit":   s.cfg.MaxHistoryLimit,
-		"sync_max_messages":   s.cfg.SyncMaxMessages,
-		"duplicate_window_ms": s.cfg.DuplicateWindow.Milliseconds(),
+	proto.RespondJSON(m, relayReply{Limits: &helloLimits{
+		DuplicateWindowMs: s.cfg.DuplicateWindow.Milliseconds(),
+		FriendsOnly:       s.cfg.FriendsOnly,
+		HistoryLimit:      s.cfg.HistoryLimit,
+		MaxHistoryLimit:   s.cfg.MaxHistoryLimit,
+		MaxMessageBytes:   s.cfg.MaxMessageBytes,
+		SyncMaxMessages:   s.cfg.SyncMaxMessages,
 	}})
 }
 
@@ -83,31 +100,26 @@ func (s *Service) onHello(ctx context.Context, m *nats.Msg) {
 func (s *Service) onBye(ctx context.Context, m *nats.Msg) {
 	var r relayMsg
 	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !ids.Valid(r.Node, maxNodeIDBytes) {
-		respondJSON(m, map[string]any{"error": wireErr(CodeBadFrame, "bye needs user and node")})
+		proto.RespondJSON(m, relayReply{Error: proto.Errorf(proto.CodeBadFrame, "bye needs user and node")})
 		return
 	}
 	if _, werr := s.presenceDown(ctx, r.User, r.Node, false); werr != nil {
-		respondJSON(m, map[string]any{"error": werr})
+		proto.RespondJSON(m, relayReply{Error: werr})
 		return
 	}
-	respondJSON(m, map[string]any{})
-}
-
-func respondJSON(m *nats.Msg, v any) {
-	b, _ := json.Marshal(v)
-	m.Respond(b)
+	proto.RespondJSON(m, relayReply{})
 }
 
 // presenceUp puts node in user's record. The markers go first (whoever finds the user on this node can
 // then find the node's users), and both they and the record are written even when the record lists the
 // node already: a sweep of this node that began before the node came back may be about to remove it (see
 // above), and the write makes its compare-and-set fail.
-func (s *Service) presenceUp(ctx context.Context, user, node string) *WireError {
+func (s *Service) presenceUp(ctx context.Context, user, node string) *proto.WireError {
 	if _, err := s.presence.Put(ctx, nodeHasUsersKey(node), []byte(node)); err != nil {
-		return unavailable("cannot record presence", err)
+		return proto.Unavailable("cannot record presence", err)
 	}
 	if _, err := s.presence.Put(ctx, nodeMarkerKey(node, user), []byte(user)); err != nil {
-		return unavailable("cannot record presence", err)
+		return proto.Unavailable("cannot record presence", err)
 	}
 	return s.changePresence(ctx, user, func(r *presenceRecord) bool {
 		if !slices.Contains(r.Nodes, node) {
@@ -127,7 +139,7 @@ var errNodeBack = errors.New("node is back")
 // presenceDown removes node from user's record and then the user's marker on that node, unless a hello
 // rewrote the marker meanwhile. sweeping (the node's key was missing): the key is read again between
 // reading the record and changing it, and if it is back nothing is changed and back is true.
-func (s *Service) presenceDown(ctx context.Context, user, node string, sweeping bool) (back bool, werr *WireError) {
+func (s *Service) presenceDown(ctx context.Context, user, node string, sweeping bool) (back bool, werr *proto.WireError) {
 	var markerRev uint64 // the marker's revision read before the record changed; 0: no marker
 	var checkErr error
 	werr = s.changePresence(ctx, user, func(r *presenceRecord) bool {
@@ -163,7 +175,7 @@ func (s *Service) presenceDown(ctx context.Context, user, node string, sweeping 
 	case errors.Is(checkErr, errNodeBack):
 		return true, nil
 	case checkErr != nil:
-		return false, unavailable("cannot read presence", checkErr)
+		return false, proto.Unavailable("cannot read presence", checkErr)
 	}
 	if markerRev != 0 {
 		// Fails (harmlessly) if a hello rewrote the marker since: the user is back on the node.
@@ -173,7 +185,7 @@ func (s *Service) presenceDown(ctx context.Context, user, node string, sweeping 
 }
 
 // setStatus answers a presence frame: "away" or back "online".
-func (s *Service) setStatus(ctx context.Context, c caller, f *request) ([]byte, *WireError) {
+func (s *Service) setStatus(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
 	werr := s.changePresence(ctx, c.user, func(r *presenceRecord) bool {
 		if len(r.Nodes) == 0 || r.Status == f.status {
 			return false // not connected as far as the record knows (a late frame), or no change
@@ -204,11 +216,11 @@ func (s *Service) loadPresence(ctx context.Context, user string) (presenceRecord
 
 // changePresence applies change to user's record with compare-and-set and tells the friends when the
 // status changed. change returns false when there is nothing to do.
-func (s *Service) changePresence(ctx context.Context, user string, change func(*presenceRecord) bool) *WireError {
-	for range maxRetries {
+func (s *Service) changePresence(ctx context.Context, user string, change func(*presenceRecord) bool) *proto.WireError {
+	for range proto.MaxRetries {
 		rec, rev, err := s.loadPresence(ctx, user)
 		if err != nil {
-			return unavailable("cannot read presence", err)
+			return proto.Unavailable("cannot read presence", err)
 		}
 		was, wasNodes := rec.Status, rec.Nodes
 		rec.Nodes = slices.Clone(rec.Nodes)
@@ -224,14 +236,14 @@ func (s *Service) changePresence(ctx context.Context, user string, change func(*
 			continue
 		}
 		if err != nil {
-			return unavailable("cannot record presence", err)
+			return proto.Unavailable("cannot record presence", err)
 		}
 		if rec.Status != was {
 			s.notifyPresence(ctx, user, rec.Status, newRev)
 		}
 		return nil
 	}
-	return wireErr(CodeBusy, "presence of %q changed too often at once; retry", clip(user))
+	return proto.Errorf(proto.CodeBusy, "presence of %q changed too often at once; retry", proto.Clip(user))
 }
 
 // notifyPresence publishes user's new status to each friend's delivery subject.
@@ -287,7 +299,7 @@ func (s *Service) sweepLoop() {
 
 // sweep finds nodes that have users but no live key and sweeps each.
 func (s *Service) sweep() {
-	ctx, cancel := context.WithTimeout(s.ctx, 4*natsTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, 4*proto.NATSTimeout)
 	defer cancel()
 	lister, err := s.presence.ListKeysFiltered(ctx, "h.*")
 	if err != nil {
@@ -348,7 +360,7 @@ func (s *Service) usersOn(ctx context.Context, node string) (users []string, ok 
 		return nil, false
 	}
 	for k := range lister.Keys() {
-		if u, ok := userFromToken(strings.TrimPrefix(k, prefix)); ok {
+		if u, ok := proto.UserFromToken(strings.TrimPrefix(k, prefix)); ok {
 			users = append(users, u)
 		}
 	}

@@ -1,4 +1,4 @@
-package p2p
+package messaging
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/rso-server/rso/internal/jsonx"
 	"github.com/rso-server/rso/internal/utf8x"
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 // Reading conversations back: history (a page of one conversation, backwards by sequence) and sync
@@ -78,11 +79,11 @@ func appendMessages(b []byte, msgs []seqRecord) []byte {
 
 // history answers {"op":"history","peer","before"?,"limit"?} with the messages before "before" (the newest
 // when absent), oldest first, and "more" when older ones exist.
-func (s *Service) history(ctx context.Context, c caller, f *request) ([]byte, *WireError) {
+func (s *Service) history(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
 	conv := convID(c.user, f.peer)
 	h, err := s.loadHead(ctx, conv)
 	if err != nil {
-		return nil, unavailable("cannot read the conversation", err)
+		return nil, proto.Unavailable("cannot read the conversation", err)
 	}
 	limit := f.limit
 	if limit == 0 {
@@ -99,7 +100,7 @@ func (s *Service) history(ctx context.Context, c caller, f *request) ([]byte, *W
 	}
 	msgs, err := s.readRange(ctx, conv, from, before-1)
 	if err != nil {
-		return nil, unavailable("cannot read the conversation", err)
+		return nil, proto.Unavailable("cannot read the conversation", err)
 	}
 	// Keep the newest ones that fit in one answer.
 	for size := answerSize(msgs); size > s.maxAnswerBytes() && len(msgs) > 1; size = answerSize(msgs) {
@@ -157,10 +158,10 @@ type convState struct {
 // sync answers {"op":"sync","after"?} with every conversation of the user: its last sequence, both sides'
 // receipts, and the messages after the user's "delivered" mark (or after the client's own "after" for that
 // peer), up to SyncMaxMessages in all. A conversation with more waiting says "more".
-func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *WireError) {
+func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
 	convs, err := s.listConversations(ctx, c.user)
 	if err != nil {
-		return nil, unavailable("cannot list conversations", err)
+		return nil, proto.Unavailable("cannot list conversations", err)
 	}
 	heads := make([]string, len(convs))
 	peerKeys := make([]string, len(convs))
@@ -170,11 +171,11 @@ func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *Wire
 	}
 	lasts, err := getLastMany(ctx, s.nc, streamDM, heads)
 	if err != nil {
-		return nil, unavailable("cannot read conversations", err)
+		return nil, proto.Unavailable("cannot read conversations", err)
 	}
 	peers, err := getLastMany(ctx, s.nc, "KV_"+bucketIndex, peerKeys)
 	if err != nil {
-		return nil, unavailable("cannot read receipts", err)
+		return nil, proto.Unavailable("cannot read receipts", err)
 	}
 	budget := s.cfg.SyncMaxMessages
 	if f.limit > 0 {
@@ -206,7 +207,7 @@ func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *Wire
 		if n > 0 && bytesLeft > 0 {
 			msgs, err := s.readRange(ctx, cv.conv, cv.after+1, cv.after+n)
 			if err != nil {
-				return nil, unavailable("cannot read messages", err)
+				return nil, proto.Unavailable("cannot read messages", err)
 			}
 			for len(msgs) > 0 && answerSize(msgs) > bytesLeft {
 				msgs = msgs[:len(msgs)/2]
@@ -249,7 +250,7 @@ func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *Wire
 
 // listConversations reads the user's index entries (one KV watch over <user>.*).
 func (s *Service) listConversations(ctx context.Context, user string) ([]convState, error) {
-	prefix := userToken(user) + "."
+	prefix := proto.UserToken(user) + "."
 	w, err := s.index.Watch(ctx, prefix+"*", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err

@@ -1,45 +1,12 @@
-package p2p
+package messaging
 
 import (
-	"fmt"
-
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
-
-// Error codes sent in error frames (docs/PROTOCOL.md §3.8). They are part of the protocol: never rename one.
-const (
-	CodeBadJSON         = "bad_json"
-	CodeBadFrame        = "bad_frame"
-	CodeUnknownOp       = "unknown_op"
-	CodeMessageTooLarge = "message_too_large"
-	CodeUnknownUser     = "unknown_user"
-	CodeBlocked         = "blocked"
-	CodeNotFriends      = "not_friends"
-	CodeOffline         = "offline"
-	CodeIDReused        = "id_reused"
-	CodeBadSeq          = "bad_seq"
-	CodeNotFound        = "not_found"
-	CodeTooManyFriends  = "too_many_friends"
-	CodeBusy            = "busy"
-	CodeUnavailable     = "unavailable"
-	CodeInternal        = "internal"
-)
-
-// WireError is a refusal with a stable code; Message says what was wrong and how to fix it.
-type WireError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *WireError) Error() string { return e.Code + ": " + e.Message }
-
-func wireErr(code, format string, args ...any) *WireError {
-	return &WireError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
 
 const (
 	maxIDBytes     = 64
-	maxUserBytes   = 200 // as a token's "sub"
 	maxDeviceBytes = 64
 	maxNodeIDBytes = 64 // a relay node id, as cmd/rso -node-id allows
 	maxHashBytes   = 64
@@ -60,7 +27,7 @@ const (
 
 // Server → client frames, appended by hand.
 
-func errorFrame(e *WireError, id string) []byte {
+func errorFrame(e *proto.WireError, id string) []byte {
 	b := make([]byte, 0, 96+len(e.Message))
 	b = append(b, `{"op":"error","code":`...)
 	b = jsonx.AppendString(b, e.Code)

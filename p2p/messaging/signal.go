@@ -1,4 +1,4 @@
-package p2p
+package messaging
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 // Peer-to-peer signalling: WebRTC offers, answers and ICE candidates, relayed to a user who may be written
@@ -20,11 +22,11 @@ import (
 // signalTimeout bounds the wait for a node's answer: a node with the connection answers at once.
 const signalTimeout = 2 * time.Second
 
-func (s *Service) signal(ctx context.Context, c caller, f *request) ([]byte, *WireError) {
+func (s *Service) signal(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
 	if werr := s.mayTalk(ctx, c.user, f.to); werr != nil {
 		return nil, werr
 	}
-	m := &nats.Msg{Subject: subjLivePrefix + userToken(f.to), Data: signalFrame(c.user, c.device, f.data)}
+	m := &nats.Msg{Subject: subjLivePrefix + proto.UserToken(f.to), Data: signalFrame(c.user, c.device, f.data)}
 	if f.device != "" {
 		m.Header = nats.Header{}
 		m.Header.Set(hdrDevice, f.device)
@@ -37,10 +39,10 @@ func (s *Service) signal(ctx context.Context, c caller, f *request) ([]byte, *Wi
 		return okFrame(f.id), nil
 	case ctx.Err() == nil && (errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded)):
 		if f.device != "" {
-			return nil, wireErr(CodeOffline, "device %q of %q is not connected; signals are not stored", f.device, clip(f.to))
+			return nil, proto.Errorf(proto.CodeOffline, "device %q of %q is not connected; signals are not stored", f.device, proto.Clip(f.to))
 		}
-		return nil, wireErr(CodeOffline, "%q is offline; signals are not stored", clip(f.to))
+		return nil, proto.Errorf(proto.CodeOffline, "%q is offline; signals are not stored", proto.Clip(f.to))
 	default:
-		return nil, unavailable("cannot deliver the signal", err)
+		return nil, proto.Unavailable("cannot deliver the signal", err)
 	}
 }

@@ -1,20 +1,22 @@
-package p2p
+package messaging
 
 import (
 	"testing"
 	"time"
+
+	"github.com/rso-server/rso/p2p/internal/friendlist"
 )
 
 // The cache keeps the list with the highest revision: a slow get reply (or a late notice) carrying an
 // older list does not replace a newer one; 0 (never stored) is the oldest; an expired entry gives way.
 func TestFriendCacheKeepsNewestRevision(t *testing.T) {
 	c := newFriendCache(time.Hour, 100)
-	blocked := FriendList{Blocked: []string{"mallory"}}
+	blocked := friendlist.List{Blocked: []string{"mallory"}}
 	if e := c.put("bob", blocked, 7); e.rev != 7 || !e.list.HasBlocked("mallory") {
 		t.Fatalf("first put: %+v", e)
 	}
 	for _, rev := range []uint64{6, 0} {
-		e := c.put("bob", FriendList{}, rev)
+		e := c.put("bob", friendlist.List{}, rev)
 		if e.rev != 7 || !e.list.HasBlocked("mallory") {
 			t.Fatalf("put at rev %d replaced rev 7: %+v", rev, e)
 		}
@@ -22,7 +24,7 @@ func TestFriendCacheKeepsNewestRevision(t *testing.T) {
 			t.Fatalf("after put at rev %d the cache holds %+v", rev, g)
 		}
 	}
-	if e := c.put("bob", FriendList{}, 7); e.list.HasBlocked("mallory") { // same revision: same list, refreshed
+	if e := c.put("bob", friendlist.List{}, 7); e.list.HasBlocked("mallory") { // same revision: same list, refreshed
 		t.Fatalf("put at the same rev kept the old entry: %+v", e)
 	}
 	if e := c.put("bob", blocked, 9); e.rev != 9 || !e.list.HasBlocked("mallory") {
@@ -30,7 +32,7 @@ func TestFriendCacheKeepsNewestRevision(t *testing.T) {
 	}
 
 	// Never stored (0) is replaced by anything.
-	if e := c.put("carol", FriendList{}, 0); e.rev != 0 {
+	if e := c.put("carol", friendlist.List{}, 0); e.rev != 0 {
 		t.Fatalf("%+v", e)
 	}
 	if e := c.put("carol", blocked, 1); e.rev != 1 {
@@ -41,7 +43,7 @@ func TestFriendCacheKeepsNewestRevision(t *testing.T) {
 	c = newFriendCache(time.Millisecond, 100)
 	c.put("bob", blocked, 7)
 	time.Sleep(5 * time.Millisecond)
-	if e := c.put("bob", FriendList{}, 3); e.rev != 3 {
+	if e := c.put("bob", friendlist.List{}, 3); e.rev != 3 {
 		t.Fatalf("expired entry kept: %+v", e)
 	}
 }

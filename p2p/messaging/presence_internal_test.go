@@ -1,4 +1,4 @@
-package p2p
+package messaging
 
 import (
 	"context"
@@ -12,23 +12,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/rso-server/rso/internal/natsboot"
+	"github.com/rso-server/rso/internal/natstest"
 )
 
-// connectEmbedded starts an embedded NATS for one test and connects to it in process.
+// connectEmbedded starts an embedded NATS for one test and connects to it.
 func connectEmbedded(t *testing.T, name string) *nats.Conn {
 	t.Helper()
-	srv, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := natsboot.ConnectInProcess(srv, name, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return natstest.Connect(t, natstest.Start(t).ClientURL(), nats.Name(name))
 }
 
 // newPresenceService runs one messaging service on an embedded NATS, with a sweep that never runs by
@@ -38,7 +28,7 @@ func newPresenceService(t *testing.T) (*Service, jetstream.KeyValue) {
 	nc := connectEmbedded(t, "presence-test")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := NewService(ctx, nc, Config{SweepInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := New(ctx, nc, Config{SweepInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

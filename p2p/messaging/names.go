@@ -1,12 +1,13 @@
-package p2p
+package messaging
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
 	"strings"
+
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 // Names on the bus (docs/PROTOCOL.md §3.10). The relay package defines the subjects it uses itself, with the
@@ -22,15 +23,10 @@ const (
 	// written it to one of them. Nodes subscribe only while they have connections of the user.
 	subjLivePrefix = "rso.p2p.live."
 
-	// p2p → friends service (queue group queueFriends).
-	subjFriendsGet    = "rso.friends.get"
-	subjFriendsUpdate = "rso.friends.update"
-	// friends service → p2p: a user's list changed (carries the new list).
-	subjFriendsChangedPrefix = "rso.friends.changed."
+	// The friends service's subjects are in p2p/internal/friendlist.
 
-	queueP2P     = "rso-p2p"
-	queuePush    = "rso-p2p-push" // one p2p instance pushes a changed friend list to the user's devices
-	queueFriends = "rso-friends"
+	queueP2P  = "rso-p2p"
+	queuePush = "rso-p2p-push" // one p2p instance pushes a changed friend list to the user's devices
 
 	// Headers on subjUserPrefix messages, read by the relay.
 	hdrExceptConn = "Rso-Except-Conn" // do not write to this connection (the one that caused the frame)
@@ -42,16 +38,7 @@ const (
 	bucketUsers  = "RSO_CHAT_USERS"
 	bucketPres   = "RSO_PRESENCE"    // memory: u.<user> status; n.<node>.<user> and h.<node> for sweeping
 	bucketNodes  = "RSO_RELAY_NODES" // memory, TTL: live relay nodes (written by the relays)
-	bucketFriend = "RSO_FRIENDS"     // file: <user> → friend list
 )
-
-// userToken turns a user id (any 1–200 bytes, from a token's "sub") into one subject token / KV key part.
-func userToken(user string) string { return base64.RawURLEncoding.EncodeToString([]byte(user)) }
-
-func userFromToken(tok string) (string, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	return string(b), err == nil && len(b) > 0
-}
 
 // convID names the conversation of two users, the same from both sides: 32 hex digits of SHA-256 over the
 // sorted, length-prefixed pair. Short, because every message is its own subject and the server keeps
@@ -88,10 +75,10 @@ func seqOfSubject(subject string) (conv string, seq uint64, ok bool) {
 	return conv, seq, err == nil
 }
 
-func indexKey(user, conv string) string { return userToken(user) + "." + conv }
+func indexKey(user, conv string) string { return proto.UserToken(user) + "." + conv }
 
-func presenceKey(user string) string { return "u." + userToken(user) }
+func presenceKey(user string) string { return "u." + proto.UserToken(user) }
 
-func nodeMarkerKey(node, user string) string { return "n." + node + "." + userToken(user) }
+func nodeMarkerKey(node, user string) string { return "n." + node + "." + proto.UserToken(user) }
 
 func nodeHasUsersKey(node string) string { return "h." + node }

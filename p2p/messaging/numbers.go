@@ -1,4 +1,4 @@
-package p2p
+package messaging
 
 import (
 	"math"
@@ -19,12 +19,4 @@ func wholeNumber(v gjson.Result) (uint64, bool) {
 		return 0, false
 	}
 	return uint64(v.Num), true
-}
-
-// clip shortens untrusted text quoted back in an error message.
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }

@@ -1,4 +1,4 @@
-package p2p
+package messaging
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"errors"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 // Receipts. "delivered N" and "read N" each mean "up to sequence N of this conversation"; read implies
@@ -13,18 +15,18 @@ import (
 // delivered message, and the other side sees its marks after its own login), only ever move forward, and
 // are forwarded to the other side and to the user's other devices.
 
-func (s *Service) receipt(ctx context.Context, c caller, f *request) ([]byte, *WireError) {
+func (s *Service) receipt(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
 	if f.peer == c.user {
-		return nil, wireErr(CodeBadFrame, "a receipt names the other user of the conversation in \"peer\"")
+		return nil, proto.Errorf(proto.CodeBadFrame, "a receipt names the other user of the conversation in \"peer\"")
 	}
 	conv := convID(c.user, f.peer)
 	if h, ok := s.heads.get(conv); !ok || h.seq < f.seq {
 		h, err := s.loadHead(ctx, conv)
 		if err != nil {
-			return nil, unavailable("cannot read the conversation", err)
+			return nil, proto.Unavailable("cannot read the conversation", err)
 		}
 		if h.seq < f.seq {
-			return nil, wireErr(CodeBadSeq, "the conversation with %q has %d messages; a receipt cannot cover %d", clip(f.peer), h.seq, f.seq)
+			return nil, proto.Errorf(proto.CodeBadSeq, "the conversation with %q has %d messages; a receipt cannot cover %d", proto.Clip(f.peer), h.seq, f.seq)
 		}
 	}
 	advanced, werr := s.advanceReceipt(ctx, c.user, f.peer, conv, f.kind, f.seq)
@@ -41,9 +43,9 @@ func (s *Service) receipt(ctx context.Context, c caller, f *request) ([]byte, *W
 }
 
 // advanceReceipt moves the user's mark forward with compare-and-set; it reports whether anything changed.
-func (s *Service) advanceReceipt(ctx context.Context, user, peer, conv, kind string, seq uint64) (bool, *WireError) {
+func (s *Service) advanceReceipt(ctx context.Context, user, peer, conv, kind string, seq uint64) (bool, *proto.WireError) {
 	key := indexKey(user, conv)
-	for range maxRetries {
+	for range proto.MaxRetries {
 		var e indexEntry
 		var rev uint64
 		got, err := s.index.Get(ctx, key)
@@ -51,7 +53,7 @@ func (s *Service) advanceReceipt(ctx context.Context, user, peer, conv, kind str
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			e.Peer = peer // the conversation's first message is stored after its index entries: not expected
 		case err != nil:
-			return false, unavailable("cannot read receipts", err)
+			return false, proto.Unavailable("cannot read receipts", err)
 		default:
 			if json.Unmarshal(got.Value(), &e) != nil {
 				e = indexEntry{Peer: peer}
@@ -72,9 +74,9 @@ func (s *Service) advanceReceipt(ctx context.Context, user, peer, conv, kind str
 			continue
 		}
 		if err != nil {
-			return false, unavailable("cannot store the receipt", err)
+			return false, proto.Unavailable("cannot store the receipt", err)
 		}
 		return true, nil
 	}
-	return false, wireErr(CodeBusy, "receipts changed too often at once; retry")
+	return false, proto.Errorf(proto.CodeBusy, "receipts changed too often at once; retry")
 }

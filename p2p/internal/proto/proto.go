@@ -1,0 +1,118 @@
+// Package proto holds what the messaging and friends services share on the bus: the error codes and
+// error type of docs/PROTOCOL.md §3.8, the boundary check of everything taken from NATS, the encoding of
+// user ids in subjects and keys, and the timeouts and retry bound of one request.
+package proto
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidwall/gjson"
+)
+
+// Error codes sent in error frames (docs/PROTOCOL.md §3.8). They are part of the protocol: never rename one.
+const (
+	CodeBadJSON         = "bad_json"
+	CodeBadFrame        = "bad_frame"
+	CodeUnknownOp       = "unknown_op"
+	CodeMessageTooLarge = "message_too_large"
+	CodeUnknownUser     = "unknown_user"
+	CodeBlocked         = "blocked"
+	CodeNotFriends      = "not_friends"
+	CodeOffline         = "offline"
+	CodeIDReused        = "id_reused"
+	CodeBadSeq          = "bad_seq"
+	CodeNotFound        = "not_found"
+	CodeTooManyFriends  = "too_many_friends"
+	CodeBusy            = "busy"
+	CodeUnavailable     = "unavailable"
+	CodeInternal        = "internal"
+)
+
+// WireError is a refusal with a stable code; Message says what was wrong and how to fix it.
+type WireError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *WireError) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf makes a WireError with code and a formatted message.
+func Errorf(code, format string, args ...any) *WireError {
+	return &WireError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+const (
+	// NATSTimeout bounds one call to NATS (a publish, a get, a request to the friends service).
+	NATSTimeout = 5 * time.Second
+	// RequestTimeout bounds the handling of one request; the relay waits a little longer.
+	RequestTimeout = 9 * time.Second
+	// MaxRetries bounds lost compare-and-set races before a request is answered busy.
+	MaxRetries = 50
+	// MaxUserBytes bounds a user id, as a token's "sub".
+	MaxUserBytes = 200
+)
+
+// ErrConflict is a lost compare-and-set: the value was changed by someone else first.
+var ErrConflict = errors.New("changed by someone else first")
+
+// JetStream API errors that mean "not now": the same request may succeed when it is retried.
+const (
+	codeClusterNotAvailable = 10008 // no JetStream meta leader (a cluster without a quorum, or electing)
+	codeClusterNotLeader    = 10009 // the leader is changing
+	codeDuplicateInProcess  = 10158 // a resend whose original (same Nats-Msg-Id) is still being stored, e.g. without a quorum
+)
+
+// Unavailable turns a failed call to NATS into the error a client can act on.
+func Unavailable(what string, err error) *WireError {
+	var api *jetstream.APIError
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.As(err, &api) && (api.ErrorCode == codeClusterNotAvailable || api.ErrorCode == codeClusterNotLeader || api.ErrorCode == codeDuplicateInProcess) {
+		return Errorf(CodeUnavailable, "%s: %v; retry (same id)", what, err)
+	}
+	return Errorf(CodeInternal, "%s: %v", what, err)
+}
+
+// CheckJSON is the boundary check of everything the services take from NATS (what names it in the
+// refusal): valid JSON, and valid UTF-8 inside its strings too, which gjson.ValidBytes does not look at.
+// Nothing else may touch state or be relayed: a browser fails its socket on a frame that is not UTF-8.
+func CheckJSON(data []byte, what string) *WireError {
+	if !gjson.ValidBytes(data) {
+		return Errorf(CodeBadJSON, "%s is not valid JSON", what)
+	}
+	if !utf8.Valid(data) {
+		return Errorf(CodeBadJSON, "%s is not valid UTF-8", what)
+	}
+	return nil
+}
+
+// RespondJSON answers a request with v as JSON.
+func RespondJSON(m *nats.Msg, v any) {
+	b, _ := json.Marshal(v)
+	m.Respond(b)
+}
+
+// Clip shortens untrusted text quoted back in an error message.
+func Clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// UserToken turns a user id (any 1–200 bytes, from a token's "sub") into one subject token / KV key part.
+func UserToken(user string) string { return base64.RawURLEncoding.EncodeToString([]byte(user)) }
+
+// UserFromToken reverses UserToken.
+func UserFromToken(tok string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	return string(b), err == nil && len(b) > 0
+}
