@@ -48,6 +48,8 @@ func TestRefusalsLoseNothing(t *testing.T) {
 		{"bad presence", `{"op":"presence","id":"x11","status":"busy"}`, "bad_frame"},
 		{"accept without request", `{"op":"friend","id":"x12","action":"accept","user":"bob"}`, "not_found"},
 		{"signal to offline", `{"op":"signal","id":"x13","to":"carol","data":{}}`, "unknown_user"},
+		{"number with an exponent", `{"op":"history","id":"x14","peer":"bob","limit":1e1}`, "bad_frame"},
+		{"number with a fraction", `{"op":"receipt","id":"x15","peer":"bob","kind":"read","seq":1.0}`, "bad_frame"},
 	}
 	for _, tc := range cases {
 		alice.sendRaw(tc.frame)
@@ -134,5 +136,15 @@ func TestAbuseCloses(t *testing.T) {
 		if code := cl.closeCode(); code != 4009 {
 			t.Fatalf("%s closed with %d, want 4009", cl.user, code)
 		}
+	}
+	// Frames the messaging service refuses count as the relay's own refusals do.
+	cl := dialWS(t, c.nodes[0], "svc", "")
+	for i := range 60 {
+		if cl.write(fmt.Appendf(nil, `{"op":"send","id":"m%d","to":"nobody","body":1}`, i)) != nil {
+			break
+		}
+	}
+	if code := cl.closeCode(); code != 4009 {
+		t.Fatalf("a client refused by the service closed with %d, want 4009", code)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/wire"
 )
 
@@ -92,7 +93,7 @@ func TestOutboundFramesAreUTF8(t *testing.T) {
 		}
 	}
 	peers := dialBoth(t, f, "bob")
-	if err := f.nc.Publish(subjUserPrefix+userToken("bob"), []byte("{\"op\":\"message\",\"body\":{\"text\":\"caf\xe9\xff\"}}")); err != nil {
+	if err := f.nc.Publish(chatbus.SubjUserPrefix+chatbus.UserToken("bob"), []byte("{\"op\":\"message\",\"body\":{\"text\":\"caf\xe9\xff\"}}")); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range peers {
@@ -183,9 +184,9 @@ func TestLimitErrorsStateTheNumbers(t *testing.T) {
 func TestLiveSubjectFollowsConnections(t *testing.T) {
 	f := newFixture(t, nil, true, func(c *Config) { c.PresenceGrace = time.Minute })
 	ask := func(device string, timeout time.Duration) error {
-		m := &nats.Msg{Subject: subjLivePrefix + userToken("alice"), Data: []byte(`{"op":"signal","from":"bob","data":{}}`), Header: nats.Header{}}
+		m := &nats.Msg{Subject: chatbus.SubjLivePrefix + chatbus.UserToken("alice"), Data: []byte(`{"op":"signal","from":"bob","data":{}}`), Header: nats.Header{}}
 		if device != "" {
-			m.Header.Set(hdrDevice, device)
+			m.Header.Set(chatbus.HdrDevice, device)
 		}
 		_, err := f.nc.RequestMsg(m, timeout)
 		return err

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/rso-server/rso/internal/auth"
-	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/utf8x"
 	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/internal/wsconn"
@@ -149,18 +148,9 @@ func (c *conn) handle(raw []byte) {
 
 // envelope wraps a checked client frame for the messaging service: who sent it, and the frame.
 func (c *conn) envelope(raw []byte) []byte {
-	env := make([]byte, 0, len(raw)+128)
-	env = append(env, `{"user":`...)
-	env = jsonx.AppendString(env, c.ident.User)
-	env = append(env, `,"device":`...)
-	env = jsonx.AppendString(env, c.device)
-	env = append(env, `,"conn":`...)
-	env = jsonx.AppendString(env, c.id)
-	env = append(env, `,"node":`...)
-	env = jsonx.AppendString(env, c.srv.node)
-	env = append(env, `,"frame":`...)
-	env = append(env, raw...)
-	return append(env, '}')
+	return chatbus.AppendEnvelope(make([]byte, 0, len(raw)+128), &chatbus.Envelope{
+		User: c.ident.User, Device: c.device, Conn: c.id, Node: c.srv.node, Frame: raw,
+	})
 }
 
 // forward sends the frame to the messaging service and writes its answer.
@@ -168,7 +158,7 @@ func (c *conn) forward(raw []byte, id string) {
 	s := c.srv
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	m, err := s.nc.RequestWithContext(ctx, subjFrame, c.envelope(raw))
+	m, err := s.nc.RequestWithContext(ctx, chatbus.SubjFrame, c.envelope(raw))
 	if err != nil {
 		c.t.Send(errorFrame(wire.CodeUnavailable, serviceUnavailable(err), id))
 		return
@@ -176,7 +166,7 @@ func (c *conn) forward(raw []byte, id string) {
 	if len(m.Data) == 0 {
 		return
 	}
-	if bytes.HasPrefix(m.Data, []byte(`{"op":"error"`)) && !c.errs.Allow() {
+	if chatbus.Refused(m) && !c.errs.Allow() {
 		c.t.Send(utf8x.Repair(m.Data))
 		c.t.Close(closeAbuse, "too many refused frames")
 		return

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/utf8x"
 	"github.com/rso-server/rso/internal/wire"
 )
@@ -28,21 +29,21 @@ func closeFrame(code int, text string) []byte {
 // resyncFrame tells a client that deliveries may have been lost (the node lost NATS for a while).
 var resyncFrame = []byte(`{"op":"resync"}`)
 
-func (s *Server) helloFrame(c *conn, serviceLimits json.RawMessage) []byte {
+func (s *Server) helloFrame(c *conn, service *chatbus.ServiceLimits) []byte {
 	l := s.cfg.Limits
-	limits := map[string]any{}
-	json.Unmarshal(serviceLimits, &limits)
-	limits["max_frame_bytes"] = l.MaxFrameBytes
-	limits["frames_per_second"] = l.FramesPerSecond
-	limits["messages_per_second"] = l.MessagesPerSecond
-	limits["presence_grace_ms"] = s.cfg.PresenceGrace.Milliseconds()
 	b, _ := json.Marshal(struct {
-		Op      string         `json:"op"`
-		Session string         `json:"session"`
-		User    string         `json:"user"`
-		Device  string         `json:"device"`
-		Limits  map[string]any `json:"limits"`
-	}{"hello", c.id, c.ident.User, c.device, limits})
+		Op      string `json:"op"`
+		Session string `json:"session"`
+		User    string `json:"user"`
+		Device  string `json:"device"`
+		Limits  any    `json:"limits"`
+	}{"hello", c.id, c.ident.User, c.device, struct {
+		*chatbus.ServiceLimits
+		MaxFrameBytes     int     `json:"max_frame_bytes"`
+		FramesPerSecond   float64 `json:"frames_per_second"`
+		MessagesPerSecond float64 `json:"messages_per_second"`
+		PresenceGraceMs   int64   `json:"presence_grace_ms"`
+	}{service, l.MaxFrameBytes, l.FramesPerSecond, l.MessagesPerSecond, s.cfg.PresenceGrace.Milliseconds()}})
 	return b
 }
 

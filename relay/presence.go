@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/wire"
 )
 
@@ -15,38 +16,23 @@ import (
 // been gone for the grace period (bye). The service keeps the state; the relay only reports, one request
 // at a time per user, in the order things happened here.
 
-type helloMsg struct {
-	User   string `json:"user"`
-	Device string `json:"device,omitempty"`
-	Conn   string `json:"conn,omitempty"`
-	Node   string `json:"node"`
-}
-
-type serviceReply struct {
-	Limits json.RawMessage `json:"limits"`
-	Error  *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // serviceError is a refusal from the messaging service, or its absence (code unavailable).
 type serviceError struct{ code, message string }
 
 func (e *serviceError) Error() string { return e.code + ": " + e.message }
 
 // hello reports a connection (or, with conn empty, re-announces a user) and returns the service's limits.
-func (s *Server) hello(userID, device, connID string) (json.RawMessage, error) {
-	var r serviceReply
-	if err := s.ask(subjHello, helloMsg{User: userID, Device: device, Conn: connID, Node: s.node}, &r); err != nil {
+func (s *Server) hello(userID, device, connID string) (*chatbus.ServiceLimits, error) {
+	var r chatbus.Reply
+	if err := s.ask(chatbus.SubjHello, chatbus.Presence{User: userID, Device: device, Conn: connID, Node: s.node}, &r); err != nil {
 		return nil, err
 	}
 	return r.Limits, nil
 }
 
 func (s *Server) bye(userID string) {
-	var r serviceReply
-	if err := s.ask(subjBye, helloMsg{User: userID, Node: s.node}, &r); err != nil {
+	var r chatbus.Reply
+	if err := s.ask(chatbus.SubjBye, chatbus.Presence{User: userID, Node: s.node}, &r); err != nil {
 		// Retried at the next heartbeat (under the user's presence lock, and only if the user has not come
 		// back), so that the user does not look online for as long as this node lives.
 		s.log.Warn("cannot report a user's last connection gone; will retry", "user", userID, "err", err)
@@ -56,7 +42,7 @@ func (s *Server) bye(userID string) {
 	}
 }
 
-func (s *Server) ask(subject string, req any, out *serviceReply) error {
+func (s *Server) ask(subject string, req any, out *chatbus.Reply) error {
 	body, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,7 +24,9 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/auth"
+	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/natstest"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 // The relay on its own: real embedded NATS, real sockets, and a stand-in for the messaging service that
@@ -105,21 +108,27 @@ func (f *fixture) serveStandIn() {
 		*list = append(*list, gjson.ParseBytes(append([]byte(nil), m.Data...)))
 		f.mu.Unlock()
 	}
-	f.nc.Subscribe(subjHello, func(m *nats.Msg) {
+	f.nc.Subscribe(chatbus.SubjHello, func(m *nats.Msg) {
 		record(&f.hellos, m)
 		m.Respond([]byte(`{"limits":{"max_message_bytes":123}}`))
 	})
-	f.nc.Subscribe(subjBye, func(m *nats.Msg) {
+	f.nc.Subscribe(chatbus.SubjBye, func(m *nats.Msg) {
 		record(&f.byes, m)
 		m.Respond([]byte(`{}`))
 	})
-	f.nc.Subscribe(subjFrame, func(m *nats.Msg) {
+	f.nc.Subscribe(chatbus.SubjFrame, func(m *nats.Msg) {
 		record(&f.envelopes, m)
 		env := gjson.ParseBytes(m.Data)
 		id := env.Get("frame.id").Str
 		switch env.Get("frame.op").Str {
 		case "quiet":
 			m.Respond(nil)
+			return
+		case "refuse": // the service refusing the frame, flagged as such
+			m.RespondMsg(chatbus.FrameReply(errorFrame(wire.CodeNotFound, "refused by the stand-in", id), true))
+			return
+		case "errorlike": // an answer that merely begins like an error frame is no refusal
+			m.Respond([]byte(`{"op":"error-like","id":"` + id + `"}`))
 			return
 		case "invalid": // a service (or anyone on NATS) answering with bytes that are not UTF-8
 			m.Respond([]byte("{\"op\":\"invalid\",\"id\":\"" + id + "\",\"text\":\"caf\xe9\xff\"}"))
@@ -393,7 +402,7 @@ func TestDelivery(t *testing.T) {
 	ph := phone.nextOp("hello")
 	laptop.nextOp("hello")
 	publish := func(data string, hdr map[string]string) {
-		m := &nats.Msg{Subject: subjUserPrefix + userToken("alice"), Data: []byte(data), Header: nats.Header{}}
+		m := &nats.Msg{Subject: chatbus.SubjUserPrefix + chatbus.UserToken("alice"), Data: []byte(data), Header: nats.Header{}}
 		for k, v := range hdr {
 			m.Header.Set(k, v)
 		}
@@ -402,8 +411,8 @@ func TestDelivery(t *testing.T) {
 		}
 	}
 	publish(`{"op":"x","n":1}`, nil)
-	publish(`{"op":"x","n":2}`, map[string]string{hdrExceptConn: ph.Get("session").Str})
-	publish(`{"op":"x","n":3}`, map[string]string{hdrDevice: "phone"})
+	publish(`{"op":"x","n":2}`, map[string]string{chatbus.HdrExceptConn: ph.Get("session").Str})
+	publish(`{"op":"x","n":3}`, map[string]string{chatbus.HdrDevice: "phone"})
 	publish(`{"op":"x","n":4}`+"\n"+`{"op":"x","n":5}`, nil)
 	for _, want := range []struct {
 		p *peer
@@ -528,5 +537,28 @@ func TestGraceTimerFiredDuringAttach(t *testing.T) {
 	f.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d byes, want 1", n)
+	}
+}
+
+// The service's refusals count toward the client's budget of refused frames, as the relay's own do: past
+// it the client is closed with 4009. Only replies the service flags as refusals count.
+func TestServiceRefusalsCountTowardAbuse(t *testing.T) {
+	f := newFixture(t, nil, true, func(c *Config) { c.Limits.FramesPerSecond = 1000 })
+	p, _, _ := dialWS(t, f.wsURL("user=alice"), nil)
+	p.nextOp("hello")
+	for i := range 2 * errorBudget {
+		p.write(fmt.Sprintf(`{"op":"errorlike","id":"e%d"}`, i))
+		if got := p.nextOp("error-like").Get("id").Str; got != fmt.Sprintf("e%d", i) {
+			t.Fatalf("answer to e%d has id %q", i, got)
+		}
+	}
+	for i := range errorBudget + 1 { // the last one is over the budget
+		p.write(fmt.Sprintf(`{"op":"refuse","id":"r%d"}`, i))
+		if f := p.nextOp("error"); f.Get("code").Str != wire.CodeNotFound {
+			t.Fatalf("refusal r%d answered %s", i, f.Raw)
+		}
+	}
+	if code := p.closeCode(); code != closeAbuse {
+		t.Fatalf("closed with %d, want %d", code, closeAbuse)
 	}
 }

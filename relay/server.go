@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/keyed"
 	"github.com/rso-server/rso/internal/natslink"
 	"github.com/rso-server/rso/internal/utf8x"
@@ -121,10 +122,10 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Server, error) {
 		done:       make(chan struct{}),
 	}
 	s.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: bucketNodes, Storage: jetstream.MemoryStorage, TTL: cfg.NodeTTL, Replicas: cfg.Replicas,
+		Bucket: chatbus.BucketNodes, Storage: jetstream.MemoryStorage, TTL: cfg.NodeTTL, Replicas: cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("relay: cannot create bucket %s: %w", bucketNodes, err)
+		return nil, fmt.Errorf("relay: cannot create bucket %s: %w", chatbus.BucketNodes, err)
 	}
 	rev, err := s.nodes.Put(ctx, s.node, s.nodeValue())
 	if err != nil {
@@ -251,7 +252,7 @@ func (s *Server) attach(c *conn) error {
 	c.user = u
 	s.mu.Unlock()
 	if first {
-		sub, err := s.nc.Subscribe(subjUserPrefix+userToken(u.id), func(m *nats.Msg) { s.deliver(u, m) })
+		sub, err := s.nc.Subscribe(chatbus.SubjUserPrefix+chatbus.UserToken(u.id), func(m *nats.Msg) { s.deliver(u, m) })
 		if err == nil {
 			u.mu.Lock()
 			u.sub = sub
@@ -280,7 +281,7 @@ func (s *Server) attach(c *conn) error {
 func (s *Server) goLive(u *user) error {
 	u.mu.Lock()
 	if u.live == nil && len(u.conns) > 0 {
-		sub, err := s.nc.Subscribe(subjLivePrefix+userToken(u.id), func(m *nats.Msg) { s.deliverLive(u, m) })
+		sub, err := s.nc.Subscribe(chatbus.SubjLivePrefix+chatbus.UserToken(u.id), func(m *nats.Msg) { s.deliverLive(u, m) })
 		if err != nil {
 			u.mu.Unlock()
 			return err
@@ -379,7 +380,7 @@ func (s *Server) retryByes() {
 func (s *Server) deliver(u *user, m *nats.Msg) int {
 	except, device := "", ""
 	if m.Header != nil {
-		except, device = m.Header.Get(hdrExceptConn), m.Header.Get(hdrDevice)
+		except, device = m.Header.Get(chatbus.HdrExceptConn), m.Header.Get(chatbus.HdrDevice)
 	}
 	u.mu.Lock()
 	conns := make([]*conn, 0, len(u.conns))

@@ -10,11 +10,11 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rso-server/rso/internal/natstest"
+	"github.com/rso-server/rso/internal/wire"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/p2p/internal/friendlist"
-	"github.com/rso-server/rso/p2p/internal/proto"
 	"github.com/rso-server/rso/p2p/internal/workers"
 )
 
@@ -58,10 +58,10 @@ func TestOverloadIsRefusedAndCounted(t *testing.T) {
 		}
 		before := tc.refused()
 		tc.w.Acquire() // the only worker is busy
-		if code, took := ask(); code != proto.CodeUnavailable || took < workers.MaxQueueWait {
+		if code, took := ask(); code != wire.CodeUnavailable || took < workers.MaxQueueWait {
 			t.Fatalf("%s: %q after %v, want unavailable after %v", tc.name, code, took, workers.MaxQueueWait)
 		}
-		if code, took := ask(); code != proto.CodeUnavailable || took >= workers.MaxQueueWait {
+		if code, took := ask(); code != wire.CodeUnavailable || took >= workers.MaxQueueWait {
 			t.Fatalf("%s, overloaded: %q after %v, want unavailable at once", tc.name, code, took)
 		}
 		if n := tc.refused() - before; n != 2 {

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/friendlist"
 	"github.com/rso-server/rso/p2p/internal/proto"
 	"github.com/rso-server/rso/p2p/internal/workers"
@@ -89,16 +90,16 @@ func handler[Req any](f *Service, user func(*Req) string, fn func(context.Contex
 		}
 		var req Req
 		if err := json.Unmarshal(m.Data, &req); err != nil || user(&req) == "" {
-			proto.RespondJSON(m, friendlist.Reply{Error: proto.Errorf(proto.CodeBadFrame, "a friends request is {\"user\",…}")})
+			proto.RespondJSON(m, friendlist.Reply{Error: wire.Errorf(wire.CodeBadFrame, "a friends request is {\"user\",…}")})
 			return
 		}
 		if !f.workers.Acquire() {
-			proto.RespondJSON(m, friendlist.Reply{Error: proto.Errorf(proto.CodeUnavailable, "the friends service is overloaded (all %d workers busy, friends.Config.Workers); retry (same id)", f.cfg.Workers)})
+			proto.RespondJSON(m, friendlist.Reply{Error: wire.Errorf(wire.CodeUnavailable, "the friends service is overloaded (all %d workers busy, friends.Config.Workers); retry (same id)", f.cfg.Workers)})
 			return
 		}
 		if !f.track() {
 			f.workers.Release()
-			proto.RespondJSON(m, friendlist.Reply{Error: proto.Errorf(proto.CodeUnavailable, "the friends service is shutting down; retry")})
+			proto.RespondJSON(m, friendlist.Reply{Error: wire.Errorf(wire.CodeUnavailable, "the friends service is shutting down; retry")})
 			return
 		}
 		go func() {
@@ -169,7 +170,7 @@ func (f *Service) get(ctx context.Context, req friendlist.GetRequest) friendlist
 func (f *Service) update(ctx context.Context, req friendlist.UpdateRequest) friendlist.Reply {
 	f.updates.Add(1)
 	if req.Other == "" || len(req.Other) > proto.MaxUserBytes {
-		return friendlist.Reply{Error: proto.Errorf(proto.CodeBadFrame, "an update needs \"other\": the user the action is about")}
+		return friendlist.Reply{Error: wire.Errorf(wire.CodeBadFrame, "an update needs \"other\": the user the action is about")}
 	}
 	for range proto.MaxRetries {
 		mine, myRev, err := f.load(ctx, req.User)
@@ -198,7 +199,7 @@ func (f *Service) update(ctx context.Context, req friendlist.UpdateRequest) frie
 		}
 		return friendlist.Reply{User: req.User, Hash: newMine.Hash(), List: &newMine, Rev: myNewRev, OtherList: &newTheirs, OtherRev: theirNewRev}
 	}
-	return friendlist.Reply{Error: proto.Errorf(proto.CodeBusy, "the friend lists changed too often at once; retry")}
+	return friendlist.Reply{Error: wire.Errorf(wire.CodeBusy, "the friend lists changed too often at once; retry")}
 }
 
 func (f *Service) load(ctx context.Context, user string) (friendlist.List, uint64, error) {

@@ -2,11 +2,10 @@ package messaging
 
 import (
 	"github.com/rso-server/rso/internal/jsonx"
-	"github.com/rso-server/rso/p2p/internal/proto"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 const (
-	maxIDBytes     = 64
 	maxDeviceBytes = 64
 	maxNodeIDBytes = 64 // a relay node id, as cmd/rso -node-id allows
 	maxHashBytes   = 64
@@ -27,18 +26,7 @@ const (
 
 // Server → client frames, appended by hand.
 
-func errorFrame(e *proto.WireError, id string) []byte {
-	b := make([]byte, 0, 96+len(e.Message))
-	b = append(b, `{"op":"error","code":`...)
-	b = jsonx.AppendString(b, e.Code)
-	b = append(b, `,"message":`...)
-	b = jsonx.AppendString(b, e.Message)
-	if id != "" {
-		b = append(b, `,"id":`...)
-		b = jsonx.AppendString(b, id)
-	}
-	return append(b, '}')
-}
+func errorFrame(e *wire.Error, id string) []byte { return wire.ErrorFrame(e, id) }
 
 func okFrame(id string) []byte {
 	if id == "" {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/friendlist"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
@@ -16,7 +17,7 @@ import (
 // friends frames clients get.
 
 // friendsOf returns user's list from the cache, or from the friends service.
-func (s *Service) friendsOf(ctx context.Context, user string) (*cachedList, *proto.WireError) {
+func (s *Service) friendsOf(ctx context.Context, user string) (*cachedList, *wire.Error) {
 	if e, ok := s.friends.get(user); ok {
 		return e, nil
 	}
@@ -25,7 +26,7 @@ func (s *Service) friendsOf(ctx context.Context, user string) (*cachedList, *pro
 
 // friendsForClient applies the seed's rule: the client's hash equals the cached one → the cached list
 // (notModified, no request); otherwise fetch it from the friends service.
-func (s *Service) friendsForClient(ctx context.Context, user, hash string) (e *cachedList, notModified bool, werr *proto.WireError) {
+func (s *Service) friendsForClient(ctx context.Context, user, hash string) (e *cachedList, notModified bool, werr *wire.Error) {
 	if hash != "" {
 		if e, ok := s.friends.get(user); ok && e.hash == hash {
 			return e, true, nil
@@ -37,7 +38,7 @@ func (s *Service) friendsForClient(ctx context.Context, user, hash string) (e *c
 	return e, e.hash == hash, nil
 }
 
-func (s *Service) fetchFriends(ctx context.Context, user string) (*cachedList, *proto.WireError) {
+func (s *Service) fetchFriends(ctx context.Context, user string) (*cachedList, *wire.Error) {
 	var r friendlist.Reply
 	if werr := s.askFriends(ctx, friendlist.SubjGet, friendlist.GetRequest{User: user}, &r); werr != nil {
 		return nil, werr
@@ -48,7 +49,7 @@ func (s *Service) fetchFriends(ctx context.Context, user string) (*cachedList, *
 	return s.friends.put(user, *r.List, r.Rev), nil
 }
 
-func (s *Service) askFriends(ctx context.Context, subject string, req any, out *friendlist.Reply) *proto.WireError {
+func (s *Service) askFriends(ctx context.Context, subject string, req any, out *friendlist.Reply) *wire.Error {
 	body, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(ctx, proto.NATSTimeout)
 	defer cancel()
@@ -57,7 +58,7 @@ func (s *Service) askFriends(ctx context.Context, subject string, req any, out *
 		return proto.Unavailable("the friends service did not answer", err)
 	}
 	if err := json.Unmarshal(m.Data, out); err != nil {
-		return proto.Errorf(proto.CodeInternal, "bad answer from the friends service: %v", err)
+		return wire.Errorf(wire.CodeInternal, "bad answer from the friends service: %v", err)
 	}
 	if out.Error != nil {
 		return out.Error
@@ -86,7 +87,7 @@ func (s *Service) onFriendsChangedPush(ctx context.Context, m *nats.Msg) {
 }
 
 // friendsAnswer answers a friends frame: the list and its hash, or not_modified; the friends' presence either way.
-func (s *Service) friendsAnswer(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
+func (s *Service) friendsAnswer(ctx context.Context, c caller, f *request) ([]byte, *wire.Error) {
 	e, notModified, werr := s.friendsForClient(ctx, c.user, f.hash)
 	if werr != nil {
 		return nil, werr
@@ -97,12 +98,12 @@ func (s *Service) friendsAnswer(ctx context.Context, c caller, f *request) ([]by
 // friendAction runs request/accept/remove/block/unblock through the friends service and answers with the
 // caller's new list. The friends service announces the change; the other side's devices get their new list
 // from that announcement.
-func (s *Service) friendAction(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
+func (s *Service) friendAction(ctx context.Context, c caller, f *request) ([]byte, *wire.Error) {
 	if f.action == friendlist.ActionRequest || f.action == friendlist.ActionAccept {
 		if known, werr := s.isKnown(ctx, f.user); werr != nil {
 			return nil, werr
 		} else if !known {
-			return nil, proto.Errorf(proto.CodeUnknownUser, "no user %q has ever connected", proto.Clip(f.user))
+			return nil, wire.Errorf(wire.CodeUnknownUser, "no user %q has ever connected", proto.Clip(f.user))
 		}
 	}
 	var r friendlist.Reply

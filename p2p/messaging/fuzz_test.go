@@ -7,11 +7,12 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
 var knownCodes = map[string]bool{
-	proto.CodeBadJSON: true, proto.CodeBadFrame: true, proto.CodeUnknownOp: true, proto.CodeMessageTooLarge: true,
+	wire.CodeBadJSON: true, wire.CodeBadFrame: true, wire.CodeUnknownOp: true, wire.CodeMessageTooLarge: true,
 }
 
 // validOut fails unless b is valid UTF-8 and valid JSON, as every frame the service writes must be.
@@ -50,13 +51,13 @@ func FuzzParseRequest(f *testing.F) {
 			if !knownCodes[werr.Code] || werr.Message == "" {
 				t.Fatalf("refusal %+v", werr)
 			}
-			validOut(t, "error frame", errorFrame(werr, peekID(data)))
+			validOut(t, "error frame", errorFrame(werr, wire.PeekID(data)))
 			return
 		}
 		if !utf8.Valid(data) {
 			t.Fatalf("accepted a frame that is not UTF-8: %q", data)
 		}
-		if len(r.id) > maxIDBytes || len(r.to) > proto.MaxUserBytes || len(r.peer) > proto.MaxUserBytes || len(r.user) > proto.MaxUserBytes {
+		if len(r.id) > wire.MaxIDBytes || len(r.to) > proto.MaxUserBytes || len(r.peer) > proto.MaxUserBytes || len(r.user) > proto.MaxUserBytes {
 			t.Fatalf("accepted oversized field: %+v", r)
 		}
 		switch r.op {

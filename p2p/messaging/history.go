@@ -9,7 +9,9 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/jsread"
 	"github.com/rso-server/rso/internal/utf8x"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
@@ -36,14 +38,14 @@ func (s *Service) readRange(ctx context.Context, conv string, from, to uint64) (
 	for seq := from; seq <= to; seq++ {
 		subjects = append(subjects, dmSubject(conv, seq))
 	}
-	msgs, err := getLastMany(ctx, s.nc, streamDM, subjects)
+	msgs, err := jsread.LastMany(ctx, s.nc, streamDM, subjects)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]seqRecord, 0, len(msgs))
 	for i, m := range msgs {
 		if m != nil {
-			out = append(out, seqRecord{seq: from + uint64(i), record: servable(m.data)})
+			out = append(out, seqRecord{seq: from + uint64(i), record: servable(m.Data)})
 		}
 	}
 	return out, nil
@@ -79,7 +81,7 @@ func appendMessages(b []byte, msgs []seqRecord) []byte {
 
 // history answers {"op":"history","peer","before"?,"limit"?} with the messages before "before" (the newest
 // when absent), oldest first, and "more" when older ones exist.
-func (s *Service) history(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
+func (s *Service) history(ctx context.Context, c caller, f *request) ([]byte, *wire.Error) {
 	conv := convID(c.user, f.peer)
 	h, err := s.loadHead(ctx, conv)
 	if err != nil {
@@ -158,7 +160,7 @@ type convState struct {
 // sync answers {"op":"sync","after"?} with every conversation of the user: its last sequence, both sides'
 // receipts, and the messages after the user's "delivered" mark (or after the client's own "after" for that
 // peer), up to SyncMaxMessages in all. A conversation with more waiting says "more".
-func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
+func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *wire.Error) {
 	convs, err := s.listConversations(ctx, c.user)
 	if err != nil {
 		return nil, proto.Unavailable("cannot list conversations", err)
@@ -169,11 +171,11 @@ func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *prot
 		heads[i] = dmWildcard(cv.conv)
 		peerKeys[i] = "$KV." + bucketIndex + "." + indexKey(cv.peer, cv.conv)
 	}
-	lasts, err := getLastMany(ctx, s.nc, streamDM, heads)
+	lasts, err := jsread.LastMany(ctx, s.nc, streamDM, heads)
 	if err != nil {
 		return nil, proto.Unavailable("cannot read conversations", err)
 	}
-	peers, err := getLastMany(ctx, s.nc, "KV_"+bucketIndex, peerKeys)
+	peers, err := jsread.LastMany(ctx, s.nc, "KV_"+bucketIndex, peerKeys)
 	if err != nil {
 		return nil, proto.Unavailable("cannot read receipts", err)
 	}
@@ -188,11 +190,11 @@ func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *prot
 	for i := range convs {
 		cv := &convs[i]
 		if m := lasts[i]; m != nil {
-			_, cv.last, _ = seqOfSubject(m.subject)
-			s.heads.put(cv.conv, head{seq: cv.last, streamSeq: m.seq})
+			_, cv.last, _ = seqOfSubject(m.Subject)
+			s.heads.put(cv.conv, head{seq: cv.last, streamSeq: m.Seq})
 		}
 		var pe indexEntry
-		if m := peers[i]; m != nil && !m.deleted && json.Unmarshal(m.data, &pe) == nil {
+		if m := peers[i]; m != nil && !m.Deleted && json.Unmarshal(m.Data, &pe) == nil {
 			cv.peerDelivered, cv.peerRead = pe.Delivered, pe.Read
 		}
 		cv.after = cv.delivered

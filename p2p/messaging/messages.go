@@ -15,6 +15,8 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/jsread"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
@@ -29,7 +31,7 @@ import (
 // with the same id is recognised by the stream (Nats-Msg-Id, within dedupWindow) and answered with the
 // original sequence, not stored again.
 
-func (s *Service) send(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
+func (s *Service) send(ctx context.Context, c caller, f *request) ([]byte, *wire.Error) {
 	if werr := s.mayTalk(ctx, c.user, f.to); werr != nil {
 		return nil, werr
 	}
@@ -68,7 +70,7 @@ func msgID(user, id string) string {
 
 // store appends record to the conversation and returns its sequence and the stored record (the original
 // one for a resend).
-func (s *Service) store(ctx context.Context, conv, from, to, id string, record, body []byte) (seq uint64, stored []byte, dup bool, werr *proto.WireError) {
+func (s *Service) store(ctx context.Context, conv, from, to, id string, record, body []byte) (seq uint64, stored []byte, dup bool, werr *wire.Error) {
 	unlock := s.convMu.Lock(conv)
 	defer unlock()
 	h, ok := s.heads.get(conv)
@@ -104,7 +106,7 @@ func (s *Service) store(ctx context.Context, conv, from, to, id string, record, 
 		s.heads.put(conv, h)
 		return h.seq, record, false, nil
 	}
-	return 0, nil, false, proto.Errorf(proto.CodeBusy, "the conversation is too busy right now; resend (same id)")
+	return 0, nil, false, wire.Errorf(wire.CodeBusy, "the conversation is too busy right now; resend (same id)")
 }
 
 func isWrongLastSeq(err error) bool {
@@ -115,17 +117,17 @@ func isWrongLastSeq(err error) bool {
 
 // original reads the message a resend duplicates. A different message under the same id is refused:
 // answering it with the original's sequence would silently lose it.
-func (s *Service) original(ctx context.Context, conv, from, to, id string, body []byte, streamSeq uint64) (uint64, []byte, bool, *proto.WireError) {
-	m, err := getSeq(ctx, s.nc, streamDM, streamSeq)
+func (s *Service) original(ctx context.Context, conv, from, to, id string, body []byte, streamSeq uint64) (uint64, []byte, bool, *wire.Error) {
+	m, err := jsread.BySeq(ctx, s.nc, streamDM, streamSeq)
 	if err != nil || m == nil {
 		return 0, nil, false, proto.Unavailable("cannot read the original of a resent message", err)
 	}
-	gotConv, seq, ok := seqOfSubject(m.subject)
-	stored := servable(m.data) // as the client has seen it in sync or history
+	gotConv, seq, ok := seqOfSubject(m.Subject)
+	stored := servable(m.Data) // as the client has seen it in sync or history
 	r := gjson.ParseBytes(stored)
 	if !ok || gotConv != conv || r.Get("from").Str != from || r.Get("to").Str != to || r.Get("cid").Str != id ||
 		!bytes.Equal(jsonx.Compact([]byte(r.Get("body").Raw)), body) {
-		return 0, nil, false, proto.Errorf(proto.CodeIDReused, "id %q was used for another message in the last %s; give every message its own id", proto.Clip(id), s.cfg.DuplicateWindow)
+		return 0, nil, false, wire.Errorf(wire.CodeIDReused, "id %q was used for another message in the last %s; give every message its own id", proto.Clip(id), s.cfg.DuplicateWindow)
 	}
 	return seq, stored, true, nil
 }
@@ -134,15 +136,15 @@ func (s *Service) original(ctx context.Context, conv, from, to, id string, body 
 func (s *Service) loadHead(ctx context.Context, conv string) (head, error) {
 	ctx, cancel := context.WithTimeout(ctx, proto.NATSTimeout)
 	defer cancel()
-	m, err := getLast(ctx, s.nc, streamDM, dmWildcard(conv))
+	m, err := jsread.Last(ctx, s.nc, streamDM, dmWildcard(conv))
 	if err != nil || m == nil {
 		return head{}, err
 	}
-	_, seq, ok := seqOfSubject(m.subject)
+	_, seq, ok := seqOfSubject(m.Subject)
 	if !ok {
-		return head{}, errors.New("a stored message has a malformed subject " + m.subject)
+		return head{}, errors.New("a stored message has a malformed subject " + m.Subject)
 	}
-	h := head{seq: seq, streamSeq: m.seq}
+	h := head{seq: seq, streamSeq: m.Seq}
 	s.heads.put(conv, h)
 	return h, nil
 }
@@ -162,7 +164,7 @@ type indexEntry struct {
 // Create does) go out at once and their acks are awaited together, one round trip instead of two. A key
 // that has an entry already is left to KV Create, which tells a live entry (fine: it exists) from a
 // deletion marker (written over).
-func (s *Service) ensureIndex(ctx context.Context, conv, a, b string) *proto.WireError {
+func (s *Service) ensureIndex(ctx context.Context, conv, a, b string) *wire.Error {
 	if s.indexed.has(conv) {
 		return nil
 	}

@@ -10,34 +10,17 @@ import (
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
-// Names on the bus (docs/PROTOCOL.md §3.10). The relay package defines the subjects it uses itself, with the
-// same values: the two packages meet here and never import each other.
+// Names this service keeps in NATS (docs/PROTOCOL.md §3.10). What it shares with the relay (subjects,
+// headers, the relay nodes' bucket) is in internal/chatbus; the friends service's subjects are in
+// p2p/internal/friendlist.
 const (
-	// Relay → p2p (queue group queueP2P, so any instance serves).
-	subjFrame = "rso.p2p.frame" // one client frame in an envelope; the reply holds the frames for that connection
-	subjHello = "rso.p2p.hello" // a connection opened: the user is known and online on that node
-	subjBye   = "rso.p2p.bye"   // the user's last connection on a node is gone (after the grace period)
-	// p2p → relays: frames for every connection of one user, wherever it is.
-	subjUserPrefix = "rso.p2p.user."
-	// p2p → relays: a request (a signal) that each node with connections of the user answers once it has
-	// written it to one of them. Nodes subscribe only while they have connections of the user.
-	subjLivePrefix = "rso.p2p.live."
-
-	// The friends service's subjects are in p2p/internal/friendlist.
-
-	queueP2P  = "rso-p2p"
-	queuePush = "rso-p2p-push" // one p2p instance pushes a changed friend list to the user's devices
-
-	// Headers on subjUserPrefix messages, read by the relay.
-	hdrExceptConn = "Rso-Except-Conn" // do not write to this connection (the one that caused the frame)
-	hdrDevice     = "Rso-Device"      // write only to connections of this device
+	queuePush = "rso-p2p-push" // one messaging instance pushes a changed friend list to the user's devices
 
 	streamDM     = "RSO_DM"       // file: every private message, one subject each: rso.dm.<conv>.<seq>
 	subjDMPrefix = "rso.dm."      //
 	bucketIndex  = "RSO_DM_INDEX" // file: <user>.<conv> → the user's conversation entry with its receipts
 	bucketUsers  = "RSO_CHAT_USERS"
-	bucketPres   = "RSO_PRESENCE"    // memory: u.<user> status; n.<node>.<user> and h.<node> for sweeping
-	bucketNodes  = "RSO_RELAY_NODES" // memory, TTL: live relay nodes (written by the relays)
+	bucketPres   = "RSO_PRESENCE" // memory: u.<user> status; n.<node>.<user> and h.<node> for sweeping
 )
 
 // convID names the conversation of two users, the same from both sides: 32 hex digits of SHA-256 over the

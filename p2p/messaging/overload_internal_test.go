@@ -9,7 +9,8 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/rso-server/rso/p2p/internal/proto"
+	"github.com/rso-server/rso/internal/chatbus"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/workers"
 )
 
@@ -35,8 +36,8 @@ func TestOverloadIsRefusedAndCounted(t *testing.T) {
 		w                            *workers.Pool
 		refused                      func() uint64
 	}{
-		{"frame", subjFrame, `{"user":"alice","conn":"c","node":"n","frame":{"op":"sync","id":"s1"}}`, "code", s.workers, func() uint64 { return s.Stats().Refused }},
-		{"hello", subjHello, `{"user":"alice","node":"n"}`, "error.code", s.workers, func() uint64 { return s.Stats().Refused }},
+		{"frame", chatbus.SubjFrame, `{"user":"alice","conn":"c","node":"n","frame":{"op":"sync","id":"s1"}}`, "code", s.workers, func() uint64 { return s.Stats().Refused }},
+		{"hello", chatbus.SubjHello, `{"user":"alice","node":"n"}`, "error.code", s.workers, func() uint64 { return s.Stats().Refused }},
 	} {
 		ask := func() (code string, took time.Duration) {
 			t.Helper()
@@ -49,10 +50,10 @@ func TestOverloadIsRefusedAndCounted(t *testing.T) {
 		}
 		before := tc.refused()
 		tc.w.Acquire() // the only worker is busy
-		if code, took := ask(); code != proto.CodeUnavailable || took < workers.MaxQueueWait {
+		if code, took := ask(); code != wire.CodeUnavailable || took < workers.MaxQueueWait {
 			t.Fatalf("%s: %q after %v, want unavailable after %v", tc.name, code, took, workers.MaxQueueWait)
 		}
-		if code, took := ask(); code != proto.CodeUnavailable || took >= workers.MaxQueueWait {
+		if code, took := ask(); code != wire.CodeUnavailable || took >= workers.MaxQueueWait {
 			t.Fatalf("%s, overloaded: %q after %v, want unavailable at once", tc.name, code, took)
 		}
 		if n := tc.refused() - before; n != 2 {

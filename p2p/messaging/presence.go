@@ -11,7 +11,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/ids"
+	"github.com/rso-server/rso/internal/jsread"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
@@ -46,47 +49,23 @@ type presenceRecord struct {
 // markerTTL is how long the marks of removed node markers stay in RSO_PRESENCE before they vanish.
 const markerTTL = time.Minute
 
-// relayMsg is the JSON of the relay's hello and bye requests.
-type relayMsg struct {
-	User   string `json:"user"`
-	Device string `json:"device,omitempty"`
-	Conn   string `json:"conn,omitempty"`
-	Node   string `json:"node"`
-}
-
-// relayReply answers a relay's hello ({"limits":…}), bye ({}) or either refused ({"error":…}).
-type relayReply struct {
-	Error  *proto.WireError `json:"error,omitempty"`
-	Limits *helloLimits     `json:"limits,omitempty"`
-}
-
-// helloLimits are the limits the relay adds to its hello frame (fields in the order the protocol lists them).
-type helloLimits struct {
-	DuplicateWindowMs int64 `json:"duplicate_window_ms"`
-	FriendsOnly       bool  `json:"friends_only"`
-	HistoryLimit      int   `json:"history_limit"`
-	MaxHistoryLimit   int   `json:"max_history_limit"`
-	MaxMessageBytes   int   `json:"max_message_bytes"`
-	SyncMaxMessages   int   `json:"sync_max_messages"`
-}
-
 // onHello: a connection opened. The user becomes known, and online on that node. The reply carries the
 // limits the relay adds to its hello frame.
 func (s *Service) onHello(ctx context.Context, m *nats.Msg) {
-	var r relayMsg
+	var r chatbus.Presence
 	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !ids.Valid(r.Node, maxNodeIDBytes) {
-		proto.RespondJSON(m, relayReply{Error: proto.Errorf(proto.CodeBadFrame, "hello needs user and node")})
+		proto.RespondJSON(m, chatbus.Reply{Error: wire.Errorf(wire.CodeBadFrame, "hello needs user and node")})
 		return
 	}
 	if werr := s.ensureKnown(ctx, r.User); werr != nil {
-		proto.RespondJSON(m, relayReply{Error: werr})
+		proto.RespondJSON(m, chatbus.Reply{Error: werr})
 		return
 	}
 	if werr := s.presenceUp(ctx, r.User, r.Node); werr != nil {
-		proto.RespondJSON(m, relayReply{Error: werr})
+		proto.RespondJSON(m, chatbus.Reply{Error: werr})
 		return
 	}
-	proto.RespondJSON(m, relayReply{Limits: &helloLimits{
+	proto.RespondJSON(m, chatbus.Reply{Limits: &chatbus.ServiceLimits{
 		DuplicateWindowMs: s.cfg.DuplicateWindow.Milliseconds(),
 		FriendsOnly:       s.cfg.FriendsOnly,
 		HistoryLimit:      s.cfg.HistoryLimit,
@@ -98,23 +77,23 @@ func (s *Service) onHello(ctx context.Context, m *nats.Msg) {
 
 // onBye: the user's last connection on a node is gone.
 func (s *Service) onBye(ctx context.Context, m *nats.Msg) {
-	var r relayMsg
+	var r chatbus.Presence
 	if json.Unmarshal(m.Data, &r) != nil || r.User == "" || !ids.Valid(r.Node, maxNodeIDBytes) {
-		proto.RespondJSON(m, relayReply{Error: proto.Errorf(proto.CodeBadFrame, "bye needs user and node")})
+		proto.RespondJSON(m, chatbus.Reply{Error: wire.Errorf(wire.CodeBadFrame, "bye needs user and node")})
 		return
 	}
 	if _, werr := s.presenceDown(ctx, r.User, r.Node, false); werr != nil {
-		proto.RespondJSON(m, relayReply{Error: werr})
+		proto.RespondJSON(m, chatbus.Reply{Error: werr})
 		return
 	}
-	proto.RespondJSON(m, relayReply{})
+	proto.RespondJSON(m, chatbus.Reply{})
 }
 
 // presenceUp puts node in user's record. The markers go first (whoever finds the user on this node can
 // then find the node's users), and both they and the record are written even when the record lists the
 // node already: a sweep of this node that began before the node came back may be about to remove it (see
 // above), and the write makes its compare-and-set fail.
-func (s *Service) presenceUp(ctx context.Context, user, node string) *proto.WireError {
+func (s *Service) presenceUp(ctx context.Context, user, node string) *wire.Error {
 	if _, err := s.presence.Put(ctx, nodeHasUsersKey(node), []byte(node)); err != nil {
 		return proto.Unavailable("cannot record presence", err)
 	}
@@ -139,7 +118,7 @@ var errNodeBack = errors.New("node is back")
 // presenceDown removes node from user's record and then the user's marker on that node, unless a hello
 // rewrote the marker meanwhile. sweeping (the node's key was missing): the key is read again between
 // reading the record and changing it, and if it is back nothing is changed and back is true.
-func (s *Service) presenceDown(ctx context.Context, user, node string, sweeping bool) (back bool, werr *proto.WireError) {
+func (s *Service) presenceDown(ctx context.Context, user, node string, sweeping bool) (back bool, werr *wire.Error) {
 	var markerRev uint64 // the marker's revision read before the record changed; 0: no marker
 	var checkErr error
 	werr = s.changePresence(ctx, user, func(r *presenceRecord) bool {
@@ -185,7 +164,7 @@ func (s *Service) presenceDown(ctx context.Context, user, node string, sweeping 
 }
 
 // setStatus answers a presence frame: "away" or back "online".
-func (s *Service) setStatus(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
+func (s *Service) setStatus(ctx context.Context, c caller, f *request) ([]byte, *wire.Error) {
 	werr := s.changePresence(ctx, c.user, func(r *presenceRecord) bool {
 		if len(r.Nodes) == 0 || r.Status == f.status {
 			return false // not connected as far as the record knows (a late frame), or no change
@@ -216,7 +195,7 @@ func (s *Service) loadPresence(ctx context.Context, user string) (presenceRecord
 
 // changePresence applies change to user's record with compare-and-set and tells the friends when the
 // status changed. change returns false when there is nothing to do.
-func (s *Service) changePresence(ctx context.Context, user string, change func(*presenceRecord) bool) *proto.WireError {
+func (s *Service) changePresence(ctx context.Context, user string, change func(*presenceRecord) bool) *wire.Error {
 	for range proto.MaxRetries {
 		rec, rev, err := s.loadPresence(ctx, user)
 		if err != nil {
@@ -243,7 +222,7 @@ func (s *Service) changePresence(ctx context.Context, user string, change func(*
 		}
 		return nil
 	}
-	return proto.Errorf(proto.CodeBusy, "presence of %q changed too often at once; retry", proto.Clip(user))
+	return wire.Errorf(wire.CodeBusy, "presence of %q changed too often at once; retry", proto.Clip(user))
 }
 
 // notifyPresence publishes user's new status to each friend's delivery subject.
@@ -267,17 +246,17 @@ func (s *Service) presenceOf(ctx context.Context, users []string) []presenceItem
 		out[i] = presenceItem{User: u, Status: StatusOffline}
 		subjects[i] = "$KV." + bucketPres + "." + presenceKey(u)
 	}
-	msgs, err := getLastMany(ctx, s.nc, "KV_"+bucketPres, subjects)
+	msgs, err := jsread.LastMany(ctx, s.nc, "KV_"+bucketPres, subjects)
 	if err != nil {
 		s.log.Warn("cannot read friends' presence", "err", err)
 		return out
 	}
 	for i, m := range msgs {
 		var r presenceRecord
-		if m == nil || m.deleted || json.Unmarshal(m.data, &r) != nil || r.Status == "" {
+		if m == nil || m.Deleted || json.Unmarshal(m.Data, &r) != nil || r.Status == "" {
 			continue
 		}
-		out[i].Status, out[i].Rev = r.Status, m.seq
+		out[i].Status, out[i].Rev = r.Status, m.Seq
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
@@ -15,9 +16,9 @@ import (
 // delivered message, and the other side sees its marks after its own login), only ever move forward, and
 // are forwarded to the other side and to the user's other devices.
 
-func (s *Service) receipt(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
+func (s *Service) receipt(ctx context.Context, c caller, f *request) ([]byte, *wire.Error) {
 	if f.peer == c.user {
-		return nil, proto.Errorf(proto.CodeBadFrame, "a receipt names the other user of the conversation in \"peer\"")
+		return nil, wire.Errorf(wire.CodeBadFrame, "a receipt names the other user of the conversation in \"peer\"")
 	}
 	conv := convID(c.user, f.peer)
 	if h, ok := s.heads.get(conv); !ok || h.seq < f.seq {
@@ -26,7 +27,7 @@ func (s *Service) receipt(ctx context.Context, c caller, f *request) ([]byte, *p
 			return nil, proto.Unavailable("cannot read the conversation", err)
 		}
 		if h.seq < f.seq {
-			return nil, proto.Errorf(proto.CodeBadSeq, "the conversation with %q has %d messages; a receipt cannot cover %d", proto.Clip(f.peer), h.seq, f.seq)
+			return nil, wire.Errorf(wire.CodeBadSeq, "the conversation with %q has %d messages; a receipt cannot cover %d", proto.Clip(f.peer), h.seq, f.seq)
 		}
 	}
 	advanced, werr := s.advanceReceipt(ctx, c.user, f.peer, conv, f.kind, f.seq)
@@ -43,7 +44,7 @@ func (s *Service) receipt(ctx context.Context, c caller, f *request) ([]byte, *p
 }
 
 // advanceReceipt moves the user's mark forward with compare-and-set; it reports whether anything changed.
-func (s *Service) advanceReceipt(ctx context.Context, user, peer, conv, kind string, seq uint64) (bool, *proto.WireError) {
+func (s *Service) advanceReceipt(ctx context.Context, user, peer, conv, kind string, seq uint64) (bool, *wire.Error) {
 	key := indexKey(user, conv)
 	for range proto.MaxRetries {
 		var e indexEntry
@@ -78,5 +79,5 @@ func (s *Service) advanceReceipt(ctx context.Context, user, peer, conv, kind str
 		}
 		return true, nil
 	}
-	return false, proto.Errorf(proto.CodeBusy, "receipts changed too often at once; retry")
+	return false, wire.Errorf(wire.CodeBusy, "receipts changed too often at once; retry")
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
@@ -36,13 +37,13 @@ var ops = "send, receipt, sync, history, friends, friend, presence, signal, ping
 
 // parseRequest validates one client frame at the boundary: well-formed JSON, a known op, every field of the
 // right type and size. It never touches state. The relay has checked the frame's size already.
-func parseRequest(data []byte, cfg *Config) (f request, werr *proto.WireError) {
+func parseRequest(data []byte, cfg *Config) (f request, werr *wire.Error) {
 	if werr := proto.CheckJSON(data, "frame"); werr != nil {
 		return f, werr
 	}
 	root := gjson.ParseBytes(data)
 	if !root.IsObject() {
-		return f, proto.Errorf(proto.CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`)
+		return f, wire.Errorf(wire.CodeBadJSON, `frame must be a JSON object like {"op":"send",...}`)
 	}
 	var body, sigData, after gjson.Result
 	root.ForEach(func(key, v gjson.Result) bool {
@@ -50,7 +51,7 @@ func parseRequest(data []byte, cfg *Config) (f request, werr *proto.WireError) {
 		case "op":
 			werr = wantString(v, "op", &f.op, 0)
 		case "id":
-			werr = wantString(v, "id", &f.id, maxIDBytes)
+			werr = wantString(v, "id", &f.id, wire.MaxIDBytes)
 		case "to":
 			werr = wantString(v, "to", &f.to, proto.MaxUserBytes)
 		case "peer":
@@ -119,44 +120,44 @@ func parseRequest(data []byte, cfg *Config) (f request, werr *proto.WireError) {
 			f.data, werr = sizedJSON(data, sigData, "data", cfg.MaxMessageBytes)
 		}
 		if werr == nil && f.device != "" && !ids.Valid(f.device, maxDeviceBytes) {
-			werr = proto.Errorf(proto.CodeBadFrame, `"device" must be 1 to %d letters, digits, '-' or '_'`, maxDeviceBytes)
+			werr = wire.Errorf(wire.CodeBadFrame, `"device" must be 1 to %d letters, digits, '-' or '_'`, maxDeviceBytes)
 		}
 	case "":
-		werr = proto.Errorf(proto.CodeBadFrame, `frame has no "op"; use one of %s`, ops)
+		werr = wire.Errorf(wire.CodeBadFrame, `frame has no "op"; use one of %s`, ops)
 	default:
-		werr = proto.Errorf(proto.CodeUnknownOp, "unknown op %q; use one of %s", proto.Clip(f.op), ops)
+		werr = wire.Errorf(wire.CodeUnknownOp, "unknown op %q; use one of %s", proto.Clip(f.op), ops)
 	}
 	return f, werr
 }
 
 // needAll takes pairs (condition, message) and refuses with the first message whose condition is false.
-func needAll(pairs ...any) *proto.WireError {
+func needAll(pairs ...any) *wire.Error {
 	for i := 0; i+1 < len(pairs); i += 2 {
 		if !pairs[i].(bool) {
-			return proto.Errorf(proto.CodeBadFrame, "%s", pairs[i+1].(string))
+			return wire.Errorf(wire.CodeBadFrame, "%s", pairs[i+1].(string))
 		}
 	}
 	return nil
 }
 
-func sizedJSON(data []byte, v gjson.Result, field string, max int) ([]byte, *proto.WireError) {
+func sizedJSON(data []byte, v gjson.Result, field string, max int) ([]byte, *wire.Error) {
 	b := jsonx.Compact(jsonx.RawBytes(data, v))
 	if len(b) > max {
-		return nil, proto.Errorf(proto.CodeMessageTooLarge, "%q is %d bytes; the limit is %d (max_message_bytes)", field, len(b), max)
+		return nil, wire.Errorf(wire.CodeMessageTooLarge, "%q is %d bytes; the limit is %d (max_message_bytes)", field, len(b), max)
 	}
 	return b, nil
 }
 
-func parseAfter(v gjson.Result) (map[string]uint64, *proto.WireError) {
+func parseAfter(v gjson.Result) (map[string]uint64, *wire.Error) {
 	if !v.IsObject() {
-		return nil, proto.Errorf(proto.CodeBadFrame, `"after" must be an object {"peer": sequence, …}`)
+		return nil, wire.Errorf(wire.CodeBadFrame, `"after" must be an object {"peer": sequence, …}`)
 	}
 	out := map[string]uint64{}
-	var werr *proto.WireError
+	var werr *wire.Error
 	v.ForEach(func(k, n gjson.Result) bool {
-		seq, ok := wholeNumber(n)
+		seq, ok := wire.Whole(n)
 		if !ok || len(k.Str) == 0 || len(k.Str) > proto.MaxUserBytes {
-			werr = proto.Errorf(proto.CodeBadFrame, `"after" must map user ids to whole numbers`)
+			werr = wire.Errorf(wire.CodeBadFrame, `"after" must map user ids to whole numbers`)
 			return false
 		}
 		out[k.Str] = seq
@@ -165,31 +166,22 @@ func parseAfter(v gjson.Result) (map[string]uint64, *proto.WireError) {
 	return out, werr
 }
 
-func wantString(v gjson.Result, field string, dst *string, max int) *proto.WireError {
+func wantString(v gjson.Result, field string, dst *string, max int) *wire.Error {
 	if v.Type != gjson.String {
-		return proto.Errorf(proto.CodeBadFrame, "field %q must be a string", field)
+		return wire.Errorf(wire.CodeBadFrame, "field %q must be a string", field)
 	}
 	if max > 0 && (len(v.Str) == 0 || len(v.Str) > max) {
-		return proto.Errorf(proto.CodeBadFrame, "field %q must be 1 to %d bytes", field, max)
+		return wire.Errorf(wire.CodeBadFrame, "field %q must be 1 to %d bytes", field, max)
 	}
 	*dst = v.Str
 	return nil
 }
 
-func wantNumber(v gjson.Result, field string, dst *uint64) *proto.WireError {
-	n, ok := wholeNumber(v)
+func wantNumber(v gjson.Result, field string, dst *uint64) *wire.Error {
+	n, ok := wire.Whole(v)
 	if !ok {
-		return proto.Errorf(proto.CodeBadFrame, "field %q must be a whole number from 0 to 2^53", field)
+		return wire.Errorf(wire.CodeBadFrame, "field %q must be a whole number from 0 to 2^53 in plain digits", field)
 	}
 	*dst = n
 	return nil
-}
-
-// peekID finds a refused frame's id, so that the client can fail that request at once.
-func peekID(raw []byte) string {
-	id := gjson.GetBytes(raw, "id")
-	if id.Type == gjson.String && len(id.Str) > 0 && len(id.Str) <= maxIDBytes {
-		return id.Str
-	}
-	return ""
 }

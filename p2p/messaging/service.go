@@ -19,8 +19,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidwall/gjson"
 
-	"github.com/rso-server/rso/internal/jsonx"
+	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/keyed"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/friendlist"
 	"github.com/rso-server/rso/p2p/internal/proto"
 	"github.com/rso-server/rso/p2p/internal/workers"
@@ -134,14 +135,14 @@ func (s *Service) setup(ctx context.Context) error {
 		}
 	}
 	// The relays own the node bucket (they set its TTL); create it with their default if none runs yet.
-	if s.nodes, err = s.js.KeyValue(ctx, bucketNodes); errors.Is(err, jetstream.ErrBucketNotFound) {
-		s.nodes, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketNodes, Storage: jetstream.MemoryStorage, TTL: defaultNodeTTL, Replicas: s.cfg.Replicas})
+	if s.nodes, err = s.js.KeyValue(ctx, chatbus.BucketNodes); errors.Is(err, jetstream.ErrBucketNotFound) {
+		s.nodes, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: chatbus.BucketNodes, Storage: jetstream.MemoryStorage, TTL: defaultNodeTTL, Replicas: s.cfg.Replicas})
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			s.nodes, err = s.js.KeyValue(ctx, bucketNodes)
+			s.nodes, err = s.js.KeyValue(ctx, chatbus.BucketNodes)
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("messaging: cannot open bucket %s: %w", bucketNodes, err)
+		return fmt.Errorf("messaging: cannot open bucket %s: %w", chatbus.BucketNodes, err)
 	}
 	return nil
 }
@@ -156,18 +157,20 @@ func (s *Service) serve() error {
 		subject, queue string
 		what           string // names the request in a refusal
 		fn             func(ctx context.Context, m *nats.Msg)
-		pooled         bool                                  // handled on a worker
-		refuse         func(m *nats.Msg, e *proto.WireError) // answers a refused request
+		pooled         bool                             // handled on a worker
+		refuse         func(m *nats.Msg, e *wire.Error) // answers a refused request
 	}
-	refuseFrame := func(m *nats.Msg, e *proto.WireError) { m.Respond(errorFrame(e, envelopeID(m.Data))) }
-	refuseJSON := func(m *nats.Msg, e *proto.WireError) { proto.RespondJSON(m, relayReply{Error: e}) }
-	ignore := func(*nats.Msg, *proto.WireError) {} // a notice: nobody waits for an answer
-	restarting := proto.Errorf(proto.CodeUnavailable, "the chat service is restarting; retry (same id)")
-	overloaded := proto.Errorf(proto.CodeUnavailable, "the chat service is overloaded (all %d workers busy, Workers); retry (same id)", s.cfg.Workers)
+	refuseFrame := func(m *nats.Msg, e *wire.Error) {
+		m.RespondMsg(chatbus.FrameReply(errorFrame(e, envelopeID(m.Data)), true))
+	}
+	refuseJSON := func(m *nats.Msg, e *wire.Error) { proto.RespondJSON(m, chatbus.Reply{Error: e}) }
+	ignore := func(*nats.Msg, *wire.Error) {} // a notice: nobody waits for an answer
+	restarting := wire.Errorf(wire.CodeUnavailable, "the chat service is restarting; retry (same id)")
+	overloaded := wire.Errorf(wire.CodeUnavailable, "the chat service is overloaded (all %d workers busy, Workers); retry (same id)", s.cfg.Workers)
 	for _, h := range []handler{
-		{subjFrame, queueP2P, "frame", s.onFrame, true, refuseFrame},
-		{subjHello, queueP2P, "hello", s.onHello, true, refuseJSON},
-		{subjBye, queueP2P, "bye", s.onBye, true, refuseJSON},
+		{chatbus.SubjFrame, chatbus.QueueMessaging, "frame", s.onFrame, true, refuseFrame},
+		{chatbus.SubjHello, chatbus.QueueMessaging, "hello", s.onHello, true, refuseJSON},
+		{chatbus.SubjBye, chatbus.QueueMessaging, "bye", s.onBye, true, refuseJSON},
 		{friendlist.SubjChangedPrefix + "*", "", "friends notice", s.onFriendsChanged, false, ignore},
 		{friendlist.SubjChangedPrefix + "*", queuePush, "friends notice", s.onFriendsChangedPush, true, ignore},
 	} {
@@ -215,7 +218,7 @@ func (s *Service) serve() error {
 
 // envelopeID is the id of the client frame in a relay's envelope, for refusing it.
 func envelopeID(env []byte) string {
-	return peekID([]byte(gjson.GetBytes(env, "frame").Raw))
+	return wire.PeekID([]byte(gjson.GetBytes(env, "frame").Raw))
 }
 
 func (s *Service) stopServing() {
@@ -286,38 +289,36 @@ type caller struct {
 	node   string
 }
 
-// onFrame handles one client frame: the envelope {"user","device","conn","node","frame":{…}} from a relay.
-// The reply is the frames for that connection, separated by '\n'.
+// onFrame handles one client frame, in a relay's chatbus.Envelope. The reply is the frames for that
+// connection, separated by '\n', flagged when they refuse the frame.
 func (s *Service) onFrame(ctx context.Context, m *nats.Msg) {
-	env := gjson.ParseBytes(m.Data)
-	c := caller{user: env.Get("user").Str, device: env.Get("device").Str, conn: env.Get("conn").Str, node: env.Get("node").Str}
-	raw := env.Get("frame")
-	if c.user == "" || !raw.Exists() {
-		m.Respond(errorFrame(proto.Errorf(proto.CodeInternal, "relay envelope without user or frame"), ""))
+	env, id, err := chatbus.ParseEnvelope(m.Data)
+	if err != nil {
+		m.RespondMsg(chatbus.FrameReply(errorFrame(wire.Errorf(wire.CodeInternal, "%v", err), id), true))
 		return
 	}
-	frame := jsonx.RawBytes(m.Data, raw)
-	out := s.handle(ctx, c, frame)
-	if err := m.Respond(out); err != nil {
+	c := caller{user: env.User, device: env.Device, conn: env.Conn, node: env.Node}
+	out, refused := s.handle(ctx, c, env.Frame)
+	if err := m.RespondMsg(chatbus.FrameReply(out, refused)); err != nil {
 		// Too large for NATS, or the connection is gone: the relay must not wait for its timeout.
 		s.log.Warn("cannot answer a frame", "user", c.user, "bytes", len(out), "err", err)
-		m.Respond(errorFrame(proto.Errorf(proto.CodeInternal, "the answer could not be sent (%d bytes): %v", len(out), err), peekID(frame)))
+		m.RespondMsg(chatbus.FrameReply(errorFrame(wire.Errorf(wire.CodeInternal, "the answer could not be sent (%d bytes): %v", len(out), err), id), true))
 	}
 }
 
-func (s *Service) handle(ctx context.Context, c caller, frame []byte) []byte {
+// handle answers one client frame; refused tells that the answer is an error frame.
+func (s *Service) handle(ctx context.Context, c caller, frame []byte) (out []byte, refused bool) {
 	if s.closing.Load() {
-		return errorFrame(proto.Errorf(proto.CodeUnavailable, "the chat service is restarting; retry (same id)"), peekID(frame))
+		return errorFrame(wire.Errorf(wire.CodeUnavailable, "the chat service is restarting; retry (same id)"), wire.PeekID(frame)), true
 	}
 	f, werr := parseRequest(frame, &s.cfg)
 	if werr != nil {
 		id := f.id
 		if id == "" {
-			id = peekID(frame)
+			id = wire.PeekID(frame)
 		}
-		return errorFrame(werr, id)
+		return errorFrame(werr, id), true
 	}
-	var out []byte
 	switch f.op {
 	case "send":
 		out, werr = s.send(ctx, c, &f)
@@ -337,23 +338,23 @@ func (s *Service) handle(ctx context.Context, c caller, frame []byte) []byte {
 		out, werr = s.signal(ctx, c, &f)
 	}
 	if werr != nil {
-		return errorFrame(werr, f.id)
+		return errorFrame(werr, f.id), true
 	}
-	return out
+	return out, false
 }
 
 // publishTo sends frames to every connection of user, on every relay node. except skips the connection
 // that caused them; device, when set, limits them to one device. Delivery is at most once: a client that
 // misses a message sees a gap in the conversation's sequence and asks for it (history or sync).
 func (s *Service) publishTo(user string, frame []byte, except, device string) {
-	m := &nats.Msg{Subject: subjUserPrefix + proto.UserToken(user), Data: frame}
+	m := &nats.Msg{Subject: chatbus.SubjUserPrefix + proto.UserToken(user), Data: frame}
 	if except != "" || device != "" {
 		m.Header = nats.Header{}
 		if except != "" {
-			m.Header.Set(hdrExceptConn, except)
+			m.Header.Set(chatbus.HdrExceptConn, except)
 		}
 		if device != "" {
-			m.Header.Set(hdrDevice, device)
+			m.Header.Set(chatbus.HdrDevice, device)
 		}
 	}
 	if err := s.nc.PublishMsg(m); err != nil && !s.closing.Load() {

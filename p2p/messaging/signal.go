@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/rso-server/rso/internal/chatbus"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
@@ -22,14 +24,14 @@ import (
 // signalTimeout bounds the wait for a node's answer: a node with the connection answers at once.
 const signalTimeout = 2 * time.Second
 
-func (s *Service) signal(ctx context.Context, c caller, f *request) ([]byte, *proto.WireError) {
+func (s *Service) signal(ctx context.Context, c caller, f *request) ([]byte, *wire.Error) {
 	if werr := s.mayTalk(ctx, c.user, f.to); werr != nil {
 		return nil, werr
 	}
-	m := &nats.Msg{Subject: subjLivePrefix + proto.UserToken(f.to), Data: signalFrame(c.user, c.device, f.data)}
+	m := &nats.Msg{Subject: chatbus.SubjLivePrefix + proto.UserToken(f.to), Data: signalFrame(c.user, c.device, f.data)}
 	if f.device != "" {
 		m.Header = nats.Header{}
-		m.Header.Set(hdrDevice, f.device)
+		m.Header.Set(chatbus.HdrDevice, f.device)
 	}
 	wctx, cancel := context.WithTimeout(ctx, signalTimeout)
 	defer cancel()
@@ -39,9 +41,9 @@ func (s *Service) signal(ctx context.Context, c caller, f *request) ([]byte, *pr
 		return okFrame(f.id), nil
 	case ctx.Err() == nil && (errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded)):
 		if f.device != "" {
-			return nil, proto.Errorf(proto.CodeOffline, "device %q of %q is not connected; signals are not stored", f.device, proto.Clip(f.to))
+			return nil, wire.Errorf(wire.CodeOffline, "device %q of %q is not connected; signals are not stored", f.device, proto.Clip(f.to))
 		}
-		return nil, proto.Errorf(proto.CodeOffline, "%q is offline; signals are not stored", proto.Clip(f.to))
+		return nil, wire.Errorf(wire.CodeOffline, "%q is offline; signals are not stored", proto.Clip(f.to))
 	default:
 		return nil, proto.Unavailable("cannot deliver the signal", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
@@ -21,7 +22,7 @@ type userRecord struct {
 	User  string `json:"user"`
 }
 
-func (s *Service) ensureKnown(ctx context.Context, user string) *proto.WireError {
+func (s *Service) ensureKnown(ctx context.Context, user string) *wire.Error {
 	if s.known.has(user) {
 		return nil
 	}
@@ -33,7 +34,7 @@ func (s *Service) ensureKnown(ctx context.Context, user string) *proto.WireError
 	return nil
 }
 
-func (s *Service) isKnown(ctx context.Context, user string) (bool, *proto.WireError) {
+func (s *Service) isKnown(ctx context.Context, user string) (bool, *wire.Error) {
 	if s.known.has(user) {
 		return true, nil
 	}
@@ -50,31 +51,31 @@ func (s *Service) isKnown(ctx context.Context, user string) (bool, *proto.WireEr
 
 // mayTalk says whether from may write (or signal) to to: to is known, neither blocked the other, and, with
 // FriendsOnly, they are friends.
-func (s *Service) mayTalk(ctx context.Context, from, to string) *proto.WireError {
+func (s *Service) mayTalk(ctx context.Context, from, to string) *wire.Error {
 	if from == to {
-		return proto.Errorf(proto.CodeBadFrame, "you cannot write to yourself; your other devices get your messages anyway")
+		return wire.Errorf(wire.CodeBadFrame, "you cannot write to yourself; your other devices get your messages anyway")
 	}
 	if known, werr := s.isKnown(ctx, to); werr != nil {
 		return werr
 	} else if !known {
-		return proto.Errorf(proto.CodeUnknownUser, "no user %q has ever connected", proto.Clip(to))
+		return wire.Errorf(wire.CodeUnknownUser, "no user %q has ever connected", proto.Clip(to))
 	}
 	theirs, werr := s.friendsOf(ctx, to)
 	if werr != nil {
 		return werr
 	}
 	if theirs.list.HasBlocked(from) {
-		return proto.Errorf(proto.CodeBlocked, "%q does not accept messages from you", proto.Clip(to))
+		return wire.Errorf(wire.CodeBlocked, "%q does not accept messages from you", proto.Clip(to))
 	}
 	mine, werr := s.friendsOf(ctx, from)
 	if werr != nil {
 		return werr
 	}
 	if mine.list.HasBlocked(to) {
-		return proto.Errorf(proto.CodeBlocked, "you blocked %q; unblock them to write", proto.Clip(to))
+		return wire.Errorf(wire.CodeBlocked, "you blocked %q; unblock them to write", proto.Clip(to))
 	}
 	if s.cfg.FriendsOnly && !mine.list.IsFriend(to) {
-		return proto.Errorf(proto.CodeNotFriends, "this server lets only friends write to each other; send %q a friend request", proto.Clip(to))
+		return wire.Errorf(wire.CodeNotFriends, "this server lets only friends write to each other; send %q a friend request", proto.Clip(to))
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 package friendlist
 
-import "github.com/rso-server/rso/p2p/internal/proto"
+import "github.com/rso-server/rso/internal/wire"
 
 // Names and messages of the friends service on NATS (docs/PROTOCOL.md §3.8, §3.10): one struct per kind.
 const (
@@ -29,13 +29,13 @@ type UpdateRequest struct {
 // Reply answers a GetRequest (User's list) or an UpdateRequest (User's new list and Other's), or
 // carries Error.
 type Reply struct {
-	User      string           `json:"user"`
-	Hash      string           `json:"hash,omitempty"`
-	List      *List            `json:"list,omitempty"`
-	Rev       uint64           `json:"rev,omitempty"`        // list's revision in RSO_FRIENDS (absent: never stored)
-	OtherList *List            `json:"other_list,omitempty"` // update: the other user's new list
-	OtherRev  uint64           `json:"other_rev,omitempty"`  // and its revision
-	Error     *proto.WireError `json:"error,omitempty"`
+	User      string      `json:"user"`
+	Hash      string      `json:"hash,omitempty"`
+	List      *List       `json:"list,omitempty"`
+	Rev       uint64      `json:"rev,omitempty"`        // list's revision in RSO_FRIENDS (absent: never stored)
+	OtherList *List       `json:"other_list,omitempty"` // update: the other user's new list
+	OtherRev  uint64      `json:"other_rev,omitempty"`  // and its revision
+	Error     *wire.Error `json:"error,omitempty"`
 }
 
 // Notice announces User's new list on SubjChangedPrefix + proto.UserToken(User).

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"slices"
 
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/proto"
 )
 
@@ -100,18 +101,18 @@ func remove(set []string, s string) []string {
 // Apply computes both lists after me does action to other. mine and theirs are not changed.
 // It is idempotent: applied again to its own result it changes nothing, so a retry after a half-written
 // update (one list stored, the other not) completes it.
-func Apply(action, me, other string, mine, theirs *List, maxEntries int) (List, List, *proto.WireError) {
+func Apply(action, me, other string, mine, theirs *List, maxEntries int) (List, List, *wire.Error) {
 	m, t := mine.clone(), theirs.clone()
 	if me == other {
-		return m, t, proto.Errorf(proto.CodeBadFrame, "you cannot %s yourself", action)
+		return m, t, wire.Errorf(wire.CodeBadFrame, "you cannot %s yourself", action)
 	}
 	switch action {
 	case ActionRequest:
 		switch {
 		case m.HasBlocked(other):
-			return m, t, proto.Errorf(proto.CodeBlocked, "you blocked %q; unblock them first", proto.Clip(other))
+			return m, t, wire.Errorf(wire.CodeBlocked, "you blocked %q; unblock them first", proto.Clip(other))
 		case t.HasBlocked(me):
-			return m, t, proto.Errorf(proto.CodeBlocked, "%q does not accept requests from you", proto.Clip(other))
+			return m, t, wire.Errorf(wire.CodeBlocked, "%q does not accept requests from you", proto.Clip(other))
 		case m.IsFriend(other):
 		case Contains(m.Incoming, other): // they asked first: asking back is accepting
 			return Apply(ActionAccept, me, other, mine, theirs, maxEntries)
@@ -123,7 +124,7 @@ func Apply(action, me, other string, mine, theirs *List, maxEntries int) (List, 
 		switch {
 		case m.IsFriend(other) && t.IsFriend(me):
 		case !Contains(m.Incoming, other) && !m.IsFriend(other):
-			return m, t, proto.Errorf(proto.CodeNotFound, "%q has not asked to be your friend", proto.Clip(other))
+			return m, t, wire.Errorf(wire.CodeNotFound, "%q has not asked to be your friend", proto.Clip(other))
 		default:
 			m.detach(other)
 			t.detach(me)
@@ -140,13 +141,13 @@ func Apply(action, me, other string, mine, theirs *List, maxEntries int) (List, 
 	case ActionUnblock:
 		m.Blocked = remove(m.Blocked, other)
 	default:
-		return m, t, proto.Errorf(proto.CodeBadFrame, "unknown friend action %q; use request, accept, remove, block or unblock", proto.Clip(action))
+		return m, t, wire.Errorf(wire.CodeBadFrame, "unknown friend action %q; use request, accept, remove, block or unblock", proto.Clip(action))
 	}
 	if m.size() > maxEntries && m.size() > mine.size() {
-		return m, t, proto.Errorf(proto.CodeTooManyFriends, "your friend list would have %d entries; the limit is %d (max_friends); remove some first", m.size(), maxEntries)
+		return m, t, wire.Errorf(wire.CodeTooManyFriends, "your friend list would have %d entries; the limit is %d (max_friends); remove some first", m.size(), maxEntries)
 	}
 	if t.size() > maxEntries && t.size() > theirs.size() {
-		return m, t, proto.Errorf(proto.CodeTooManyFriends, "the friend list of %q would have %d entries; the limit is %d (max_friends)", proto.Clip(other), t.size(), maxEntries)
+		return m, t, wire.Errorf(wire.CodeTooManyFriends, "the friend list of %q would have %d entries; the limit is %d (max_friends)", proto.Clip(other), t.size(), maxEntries)
 	}
 	return m, t, nil
 }

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/rso-server/rso/p2p/internal/proto"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 // FuzzFriendActions runs action sequences among four users, applying both lists as the service does, and
@@ -92,7 +92,7 @@ func TestHashIsStableAndCoversEveryRelation(t *testing.T) {
 func TestTooManyFriendsStatesTheLimit(t *testing.T) {
 	full := &List{Outgoing: []string{"b"}}
 	_, _, werr := Apply(ActionRequest, "a", "c", full, &List{}, 1)
-	if werr == nil || werr.Code != proto.CodeTooManyFriends || werr.Message != "your friend list would have 2 entries; the limit is 1 (max_friends); remove some first" {
+	if werr == nil || werr.Code != wire.CodeTooManyFriends || werr.Message != "your friend list would have 2 entries; the limit is 1 (max_friends); remove some first" {
 		t.Fatalf("mine full: %+v", werr)
 	}
 	_, _, werr = Apply(ActionRequest, "c", "a", &List{}, full, 1)

@@ -1,5 +1,5 @@
-// Package proto holds what the messaging and friends services share on the bus: the error codes and
-// error type of docs/PROTOCOL.md §3.8, the boundary check of everything taken from NATS, the encoding of
+// Package proto holds what the messaging and friends services share on the bus (the codes and the error
+// type are internal/wire's): the refusal of storage errors, the boundary check of everything taken from NATS, the encoding of
 // user ids in subjects and keys, and the timeouts and retry bound of one request.
 package proto
 
@@ -8,46 +8,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rso-server/rso/internal/chatbus"
+	"github.com/rso-server/rso/internal/wire"
 	"github.com/tidwall/gjson"
 )
-
-// Error codes sent in error frames (docs/PROTOCOL.md §3.8). They are part of the protocol: never rename one.
-const (
-	CodeBadJSON         = "bad_json"
-	CodeBadFrame        = "bad_frame"
-	CodeUnknownOp       = "unknown_op"
-	CodeMessageTooLarge = "message_too_large"
-	CodeUnknownUser     = "unknown_user"
-	CodeBlocked         = "blocked"
-	CodeNotFriends      = "not_friends"
-	CodeOffline         = "offline"
-	CodeIDReused        = "id_reused"
-	CodeBadSeq          = "bad_seq"
-	CodeNotFound        = "not_found"
-	CodeTooManyFriends  = "too_many_friends"
-	CodeBusy            = "busy"
-	CodeUnavailable     = "unavailable"
-	CodeInternal        = "internal"
-)
-
-// WireError is a refusal with a stable code; Message says what was wrong and how to fix it.
-type WireError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *WireError) Error() string { return e.Code + ": " + e.Message }
-
-// Errorf makes a WireError with code and a formatted message.
-func Errorf(code, format string, args ...any) *WireError {
-	return &WireError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
 
 const (
 	// NATSTimeout bounds one call to NATS (a publish, a get, a request to the friends service).
@@ -71,25 +40,25 @@ const (
 )
 
 // Unavailable turns a failed call to NATS into the error a client can act on.
-func Unavailable(what string, err error) *WireError {
+func Unavailable(what string, err error) *wire.Error {
 	var api *jetstream.APIError
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
 		errors.As(err, &api) && (api.ErrorCode == codeClusterNotAvailable || api.ErrorCode == codeClusterNotLeader || api.ErrorCode == codeDuplicateInProcess) {
-		return Errorf(CodeUnavailable, "%s: %v; retry (same id)", what, err)
+		return wire.Errorf(wire.CodeUnavailable, "%s: %v; retry (same id)", what, err)
 	}
-	return Errorf(CodeInternal, "%s: %v", what, err)
+	return wire.Errorf(wire.CodeInternal, "%s: %v", what, err)
 }
 
 // CheckJSON is the boundary check of everything the services take from NATS (what names it in the
 // refusal): valid JSON, and valid UTF-8 inside its strings too, which gjson.ValidBytes does not look at.
 // Nothing else may touch state or be relayed: a browser fails its socket on a frame that is not UTF-8.
-func CheckJSON(data []byte, what string) *WireError {
+func CheckJSON(data []byte, what string) *wire.Error {
 	if !gjson.ValidBytes(data) {
-		return Errorf(CodeBadJSON, "%s is not valid JSON", what)
+		return wire.Errorf(wire.CodeBadJSON, "%s is not valid JSON", what)
 	}
 	if !utf8.Valid(data) {
-		return Errorf(CodeBadJSON, "%s is not valid UTF-8", what)
+		return wire.Errorf(wire.CodeBadJSON, "%s is not valid UTF-8", what)
 	}
 	return nil
 }
@@ -109,7 +78,7 @@ func Clip(s string) string {
 }
 
 // UserToken turns a user id (any 1–200 bytes, from a token's "sub") into one subject token / KV key part.
-func UserToken(user string) string { return base64.RawURLEncoding.EncodeToString([]byte(user)) }
+func UserToken(user string) string { return chatbus.UserToken(user) }
 
 // UserFromToken reverses UserToken.
 func UserFromToken(tok string) (string, bool) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rso-server/rso/internal/wire"
 )
 
 // A failed NATS call that may succeed when retried is answered unavailable (the client re-sends, same id);
@@ -19,13 +20,13 @@ func TestUnavailableOnlyForWhatARetryMayFix(t *testing.T) {
 		err  error
 		want string
 	}{
-		{context.DeadlineExceeded, CodeUnavailable},
-		{fmt.Errorf("publish: %w", jetstream.ErrNoStreamResponse), CodeUnavailable},
-		{&jetstream.APIError{Code: 409, ErrorCode: 10158, Description: "duplicate message id is in process"}, CodeUnavailable},
-		{fmt.Errorf("nats: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}), CodeUnavailable},
-		{&jetstream.APIError{Code: 500, ErrorCode: 10009, Description: "JetStream cluster can not handle request"}, CodeUnavailable},
-		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamMessageExceedsMaximum, Description: "message size exceeds maximum allowed"}, CodeInternal},
-		{errors.New("something else"), CodeInternal},
+		{context.DeadlineExceeded, wire.CodeUnavailable},
+		{fmt.Errorf("publish: %w", jetstream.ErrNoStreamResponse), wire.CodeUnavailable},
+		{&jetstream.APIError{Code: 409, ErrorCode: 10158, Description: "duplicate message id is in process"}, wire.CodeUnavailable},
+		{fmt.Errorf("nats: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}), wire.CodeUnavailable},
+		{&jetstream.APIError{Code: 500, ErrorCode: 10009, Description: "JetStream cluster can not handle request"}, wire.CodeUnavailable},
+		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamMessageExceedsMaximum, Description: "message size exceeds maximum allowed"}, wire.CodeInternal},
+		{errors.New("something else"), wire.CodeInternal},
 	} {
 		if got := Unavailable("the message was not stored", tc.err); got.Code != tc.want {
 			t.Errorf("%v: answered %s (%s), want %s", tc.err, got.Code, got.Message, tc.want)
