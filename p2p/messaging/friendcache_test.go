@@ -1,9 +1,14 @@
 package messaging
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/rso-server/rso/internal/natstest"
 	"github.com/rso-server/rso/p2p/internal/friendlist"
 )
 
@@ -45,5 +50,40 @@ func TestFriendCacheKeepsNewestRevision(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	if e := c.put("bob", friendlist.List{}, 3); e.rev != 3 {
 		t.Fatalf("expired entry kept: %+v", e)
+	}
+}
+
+// Notices of changed lists sent while the NATS connection was down are lost: after a reconnect the service
+// forgets every cached list (and reads them again when needed).
+func TestReconnectForgetsCachedLists(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv.ClientURL(), nats.Name("friendcache-test"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := New(ctx, nc, Config{SweepInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	s.friends.put("bob", friendlist.List{Blocked: []string{"mallory"}}, 7)
+
+	id, err := nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.DisconnectClientByID(id); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := s.friends.get("bob"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bob's cached list survived the reconnect")
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/keyed"
+	"github.com/rso-server/rso/internal/natslink"
 	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/p2p/internal/friendlist"
 	"github.com/rso-server/rso/p2p/internal/proto"
@@ -57,6 +58,7 @@ type Service struct {
 	mu       sync.Mutex     // orders starting a request with Shutdown's wait
 	wg       sync.WaitGroup // requests in flight and the sweeper
 	stopOnce sync.Once
+	unwatch  func() // stops watching the NATS connection's status
 	done     chan struct{}
 }
 
@@ -91,11 +93,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	// Notices of changed friend lists sent while the connection was down are lost: forget every list.
-	prev := nc.Opts.ReconnectedCB
-	nc.SetReconnectHandler(func(c *nats.Conn) {
-		if prev != nil {
-			prev(c)
-		}
+	s.unwatch = natslink.Watch(nc, func() {}, func() {
 		s.friends.clear()
 		s.heads.clear()
 	})
@@ -256,6 +254,7 @@ func (s *Service) track() bool {
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		defer close(s.done)
+		s.unwatch()
 		s.drain(ctx)
 		s.mu.Lock()
 		s.closing.Store(true)
