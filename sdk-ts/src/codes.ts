@@ -155,8 +155,5 @@ export const ChatErrorCode = {
 export type ChatErrorCode = (typeof ChatErrorCode)[keyof typeof ChatErrorCode];
 
 /** Chat error codes after which the SDK re-sends the frame by itself, with the same id (§3.3, §3.8). */
-export const retryableChatErrorCodes: ReadonlySet<string> = new Set<string>([
-  ChatErrorCode.Busy,
-  ChatErrorCode.RateLimited,
-  ChatErrorCode.Unavailable,
-]);
+// The same three codes as on /so: one set, under both names.
+export const retryableChatErrorCodes: ReadonlySet<string> = retryableErrorCodes;
