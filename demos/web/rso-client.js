@@ -170,6 +170,22 @@ var ProtocolError = class extends RsoError {
 // src/host.ts
 var OPEN = 1;
 var host = globalThis;
+function onWakeSignals(wake) {
+  const win = globalThis;
+  const doc = globalThis.document;
+  const online = () => wake();
+  const visible = () => {
+    if (doc?.visibilityState === "visible") wake();
+  };
+  const onWin = typeof win.addEventListener === "function";
+  const onDoc = doc !== void 0 && typeof doc.addEventListener === "function";
+  if (onWin) win.addEventListener("online", online);
+  if (onDoc) doc.addEventListener("visibilitychange", visible);
+  return () => {
+    if (onWin) win.removeEventListener?.("online", online);
+    if (onDoc) doc.removeEventListener?.("visibilitychange", visible);
+  };
+}
 var setTimer = (fn, ms) => host.setTimeout(fn, ms);
 var clearTimer = (handle) => host.clearTimeout(handle);
 var microtask = (fn) => host.queueMicrotask(fn);
@@ -229,6 +245,8 @@ var Connection = class {
   #unopened = 0;
   #unopenedToken;
   #hello;
+  /** Removes the online / visibilitychange listeners; set while they are installed. */
+  #unwatch;
   constructor(config) {
     this.#c = config;
   }
@@ -274,8 +292,21 @@ var Connection = class {
   close(code = CloseCode.Normal) {
     if (this.#state.kind === "closed") return;
     this.#leave(code);
+    this.#unwatch?.();
+    this.#unwatch = void 0;
     this.#state = { kind: "closed" };
     this.#setStatus("closed", void 0);
+  }
+  /**
+   * Tries now when waiting in a plain reconnect backoff (the browser came back online, the page became
+   * visible); never cuts short the extra wait after a 4009 abuse close.
+   */
+  wake() {
+    const s = this.#state;
+    if (s.kind !== "waiting" || !s.wakeable) return;
+    clearTimer(s.timer);
+    s.wakeable = false;
+    void this.#retry(false);
   }
   /** A jittered delay for the `attempt`-th retry of a request (at most 5 s). */
   retryDelay(attempt) {
@@ -290,6 +321,7 @@ var Connection = class {
   }
   // ---- the state machine ----
   #open() {
+    this.#unwatch ??= onWakeSignals(() => this.wake());
     const Ctor = this.#c.WebSocket ?? globalWebSocket();
     if (Ctor === void 0) {
       return this.#stop(new RsoError(ClientErrorCode.NoWebSocket, 'no WebSocket: pass options.WebSocket (in Node: import { WebSocket } from "ws")'));
@@ -356,7 +388,7 @@ var Connection = class {
       case "reconnect-soon":
         return { kind: "retry", delayMs: backoffDelay(0, this.#c.random, this.#c.backoff), newToken: false };
       case "reconnect-late":
-        return { kind: "retry", delayMs: this.#c.timing.abuseDelayMs + this.#nextBackoff(), newToken: false };
+        return { kind: "retry", delayMs: this.#c.timing.abuseDelayMs + this.#nextBackoff(), newToken: false, abuse: true };
       case "reconnect":
         return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
     }
@@ -397,9 +429,12 @@ var Connection = class {
     if (wasConnected) this.#c.onDisconnected();
     if (next.kind === "stop") return this.#stop(next.error);
     const timer = setTimer(() => {
-      if (this.#state.kind === "waiting" && this.#state.timer === timer) void this.#retry(next.newToken);
+      const s = this.#state;
+      if (s.kind !== "waiting" || s.timer !== timer) return;
+      s.wakeable = false;
+      void this.#retry(next.newToken);
     }, next.delayMs);
-    this.#state = { kind: "waiting", timer };
+    this.#state = { kind: "waiting", timer, wakeable: !next.newToken && next.abuse !== true };
     this.#setStatus("reconnecting", reason);
   }
   async #retry(newToken) {
