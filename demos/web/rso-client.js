@@ -1,12 +1,21 @@
 // Generated from sdk-ts by `npm run bundle` (do not edit; `npm run check-bundle` fails when it is stale).
 
 // src/codes.ts
-var ErrorCode = {
+var commonErrorCodes = {
   BadJson: "bad_json",
   BadFrame: "bad_frame",
   UnknownOp: "unknown_op",
-  BadName: "bad_name",
   FrameTooLarge: "frame_too_large",
+  RateLimited: "rate_limited",
+  Busy: "busy",
+  /** The request id was used before for a different request: nothing was applied; use a new id. */
+  IdReused: "id_reused",
+  Unavailable: "unavailable",
+  Internal: "internal"
+};
+var ErrorCode = {
+  ...commonErrorCodes,
+  BadName: "bad_name",
   ValueTooLarge: "value_too_large",
   TooManyChanges: "too_many_changes",
   TooManySlots: "too_many_slots",
@@ -14,13 +23,7 @@ var ErrorCode = {
   TooManySubscriptions: "too_many_subscriptions",
   NotSubscribed: "not_subscribed",
   Forbidden: "forbidden",
-  RateLimited: "rate_limited",
   HookUnavailable: "hook_unavailable",
-  Busy: "busy",
-  /** The request id was used before for a different request: nothing was applied; use a new id. */
-  IdReused: "id_reused",
-  Unavailable: "unavailable",
-  Internal: "internal",
   /** Only in the JSON body of a refused upgrade (HTTP 401); browsers see close code 1006 instead. */
   Unauthorized: "unauthorized"
 };
@@ -97,27 +100,19 @@ var SyncCode = {
   Reject: "reject"
 };
 var ChatErrorCode = {
-  BadJson: "bad_json",
-  BadFrame: "bad_frame",
-  UnknownOp: "unknown_op",
-  FrameTooLarge: "frame_too_large",
+  ...commonErrorCodes,
   MessageTooLarge: "message_too_large",
-  RateLimited: "rate_limited",
   UnknownUser: "unknown_user",
   Blocked: "blocked",
   NotFriends: "not_friends",
   Offline: "offline",
-  IdReused: "id_reused",
   BadSeq: "bad_seq",
   NotFound: "not_found",
   TooManyFriends: "too_many_friends",
-  Busy: "busy",
-  Unavailable: "unavailable",
   /** TCP only (the auth frame was refused); on the WebSocket a refused token is an HTTP 401. */
   Unauthorized: "unauthorized",
   /** TCP only, like `unauthorized`. */
-  TokenExpired: "token_expired",
-  Internal: "internal"
+  TokenExpired: "token_expired"
 };
 var retryableChatErrorCodes = retryableErrorCodes;
 
