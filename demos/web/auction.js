@@ -1,3 +1,4 @@
+// @ts-check
 // Live auction on demo/auction/<lot> (persistent): slots item, price, bidder and endsAt (ms). The server's
 // validation hook accepts a bid (price + bidder together) only if it beats the price before endsAt and is
 // based on the newest version, so two bids on the same price end with one winner; a round starts only
@@ -25,6 +26,8 @@ async function start({ nick, lot }) {
   document.title = `Auction ${lot} · RSO demos`;
   document.getElementById("auction").hidden = false;
   const $ = (id) => document.getElementById(id);
+  /** An input of the page's forms. */
+  const field = (id) => /** @type {HTMLInputElement} */ ($(id));
   $("lot-id").textContent = `demo/auction/${lot}`;
 
   const client = await connect(nick);
@@ -39,9 +42,11 @@ async function start({ nick, lot }) {
   let leader = "";
 
   const item = () => (typeof so.data.item === "string" ? so.data.item : "");
-  const price = () => (Number.isFinite(so.data.price) ? so.data.price : null);
+  /** A slot's value when it is a finite number. */
+  const finite = (v) => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+  const price = () => finite(so.data.price) ?? null;
   const bidder = () => (typeof so.data.bidder === "string" ? so.data.bidder : "");
-  const endsAt = () => (Number.isFinite(so.data.endsAt) ? so.data.endsAt : 0);
+  const endsAt = () => finite(so.data.endsAt) ?? 0;
   const phase = () => (!endsAt() ? "idle" : Date.now() < endsAt() ? "open" : "closed");
 
   function render() {
@@ -84,7 +89,7 @@ async function start({ nick, lot }) {
       if (lastPhase === "open" && p === "closed") feed(b ? `${b} won ${item()} for ${money(pr)}` : "The round closed without bids", "sys");
       lastPhase = p;
       if (p === "open") {
-        $("amount").value = String((pr ?? 0) + 5);
+        field("amount").value = String((pr ?? 0) + 5);
       }
     }
     if (p === "open") {
@@ -93,7 +98,7 @@ async function start({ nick, lot }) {
       if (quick.childElementCount !== steps.length) {
         quick.replaceChildren(...steps.map((k) => el("button", { type: "button", class: "secondary", "data-step": k, onclick: () => bid((price() ?? 0) + k) }, "")));
       }
-      for (const btn of quick.children) btn.textContent = `${money((pr ?? 0) + Number(btn.dataset.step))}`;
+      for (const btn of /** @type {HTMLCollectionOf<HTMLElement>} */ (quick.children)) btn.textContent = `${money((pr ?? 0) + Number(btn.dataset.step))}`;
     }
   }
 
@@ -131,7 +136,7 @@ async function start({ nick, lot }) {
   so.on("sync", (entries) => {
     let mineDone = false;
     for (const e of entries) {
-      if (e.name === "bidder" && ["change", "delete", "reject"].includes(e.code)) leader = typeof e.value === "string" ? e.value : "";
+      if ((e.code === "change" || e.code === "delete" || e.code === "reject") && e.name === "bidder") leader = "value" in e && typeof e.value === "string" ? e.value : "";
       if (e.code === "clear") leader = "";
     }
     for (const e of entries) {
@@ -151,7 +156,7 @@ async function start({ nick, lot }) {
         toast(`Could not start the round: ${e.reason === "conflict" ? "someone else changed the auction first" : e.reason}`, "bad");
       } else if (e.code === "success" && e.name === "endsAt") {
         feed(`You started a round: ${item()} from ${money(price())}`, "sys");
-      } else if (e.code === "change" && e.name === "price" && !entries.some((x) => x.name === "endsAt")) {
+      } else if (e.code === "change" && e.name === "price" && !entries.some((x) => x.code !== "clear" && x.name === "endsAt")) {
         feed(`${leader || "someone"} bid ${money(e.value)}`, "", leader);
         flash("price");
       } else if (e.code === "change" && e.name === "endsAt") {
@@ -163,20 +168,20 @@ async function start({ nick, lot }) {
 
   $("bid-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    bid(Number($("amount").value));
+    bid(Number(field("amount").value));
   });
 
   const [suggested] = ITEMS[Math.floor(Math.random() * ITEMS.length)];
-  $("r-item").value = suggested;
+  field("r-item").value = suggested;
   $("new-round").addEventListener("submit", (e) => {
     e.preventDefault();
-    const name = $("r-item").value.trim();
-    const startPrice = Number($("r-price").value);
+    const name = field("r-item").value.trim();
+    const startPrice = Number(field("r-price").value);
     if (!name || !Number.isInteger(startPrice) || startPrice < 0) return toast("Give the item a name and a whole starting price.", "bad");
     so.setProperty("item", name.slice(0, 60));
     so.setProperty("price", startPrice);
     so.setProperty("bidder", null);
-    so.setProperty("endsAt", Date.now() + Number($("r-time").value) * 1000);
+    so.setProperty("endsAt", Date.now() + Number(field("r-time").value) * 1000);
     so.flush();
   });
 

@@ -1,3 +1,4 @@
+// @ts-check
 // Group chat on demo/chat/<room> (persistent) and demo/chat/<room>/who (temporary).
 //
 // A message is sent twice: as a `msg` message for everyone online now, and as the slot m/<ts>-<id> so
@@ -84,7 +85,7 @@ async function start({ nick, room }) {
   });
 
   const form = document.getElementById("composer");
-  const input = document.getElementById("text");
+  const input = /** @type {HTMLInputElement} */ (document.getElementById("text"));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const text = input.value.trim();

@@ -1,3 +1,4 @@
+// @ts-check
 // What every demo page shares: who you are, connecting (token or anonymous name), the status pill,
 // toasts, and a tiny DOM helper that never parses HTML from strings.
 import { RsoClient } from "./rso-client.js";
@@ -128,10 +129,10 @@ export function showMe(nick) {
  * then calls start(values). fields: [{ name, param, fallback, clean }]; the nickname is always first.
  */
 export function joinForm(fields, start) {
-  const form = document.getElementById("join");
+  const form = /** @type {HTMLFormElement} */ (document.getElementById("join"));
   const inputs = {};
   for (const f of fields) {
-    inputs[f.name] = form.elements[f.name];
+    inputs[f.name] = /** @type {HTMLInputElement} */ (form.elements.namedItem(f.name));
     inputs[f.name].value = f.name === "nick" ? savedNick() : param(f.param) || f.fallback;
   }
   const err = form.querySelector(".error");

@@ -1,8 +1,9 @@
+// @ts-check
 // The landing page: remembers the nickname and points each demo card at a default room, deck or lot.
 import { cleanName, NAME_RULE, saveNick, savedNick } from "./common.js";
 
-const input = document.getElementById("nick");
-const cards = document.querySelectorAll("[data-demo]");
+const input = /** @type {HTMLInputElement} */ (document.getElementById("nick"));
+const cards = /** @type {NodeListOf<HTMLAnchorElement>} */ (document.querySelectorAll("a[data-demo]"));
 const defaults = { chat: "room=lobby", slides: "deck=rso", auction: "lot=1" };
 
 function update() {

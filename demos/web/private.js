@@ -1,10 +1,12 @@
+// @ts-check
 // Private chat over /relay (docs/PROTOCOL.md §3): one-to-one messages with sent / delivered / read marks,
 // friends with live presence, and messages that wait for whoever is offline.
 //
 // The SDK does the protocol: it runs the login sequence after every (re)connect, delivers each stored
 // message once (live, or from the sync after sign-in), sends "delivered" receipts by itself and re-sends
-// what was not acknowledged. This page keeps, per conversation partner, the messages it has seen (by seq)
-// and both sides' receipt marks, and draws them. It sends "read" while a conversation is on screen.
+// what was not acknowledged; it keeps each conversation's last seq and both sides' receipt marks
+// (chat.conversation). This page keeps, per conversation partner, the messages it has seen (by seq), and
+// draws them with the SDK's marks. It sends "read" while a conversation is on screen.
 import { avatar, cleanName, clockTime, el, fetchToken, NAME_RULE, param, randomId, saveNick, savedNick, showMe, STATUS_TEXT, toast } from "./common.js";
 import { RsoClient } from "./rso-client.js";
 
@@ -19,8 +21,8 @@ signIn();
 
 /** Shows the sign-in form unless this tab (or a ?nick= link) names the user already. */
 function signIn() {
-  const form = $("join");
-  const input = form.elements.nick;
+  const form = /** @type {HTMLFormElement} */ ($("join"));
+  const input = /** @type {HTMLInputElement} */ (form.elements.namedItem("nick"));
   const err = form.querySelector(".error");
   const remembered = sessionStorage.getItem(USER_KEY) || "";
   const linked = cleanName(param("nick"));
@@ -96,7 +98,6 @@ async function start(nick) {
       c = {
         messages: new Map(), // seq → message
         pending: new Map(), // local key → { body, ts, failed? } until the server stored it
-        last: 0, delivered: 0, read: 0, peerDelivered: 0, peerRead: 0,
         loaded: false, // the newest page of history has been fetched (this connection)
         more: false, // older messages exist beyond the first one we have
         reading: 0, // a read receipt up to this seq is on its way
@@ -104,6 +105,11 @@ async function start(nick) {
       convs.set(peer, c);
     }
     return c;
+  }
+
+  /** The SDK's last seq and marks of the conversation with peer (all 0 before anything is known). */
+  function marks(peer) {
+    return chat.conversation(peer) ?? { peer, last: 0, delivered: 0, read: 0, peerDelivered: 0, peerRead: 0 };
   }
 
   // ---------- connection status ----------
@@ -118,15 +124,14 @@ async function start(nick) {
     else pill.removeAttribute("title");
     renderMe();
   };
-  showStatus(chat.status ?? "connecting");
+  showStatus(chat.status);
   chat.on("status", (s) => {
     showStatus(s);
     if (s === "connected") onConnected();
   });
 
   async function onConnected() {
-    refreshConversations(); // (the SDK re-applies "away" by itself)
-    // Whatever may have been missed while away is fetched again for the conversation on screen.
+    // (The SDK re-applies "away" by itself.) Whatever may have been missed while away is fetched again for the conversation on screen.
     for (const c of convs.values()) c.loaded = false;
     if (openPeer) await loadHistory(openPeer);
     fetchUnread();
@@ -139,38 +144,19 @@ async function start(nick) {
    * page of each such conversation, so that its unread count is right.
    */
   function fetchUnread() {
-    for (const [peer, c] of convs) if (!c.loaded && c.last > c.read && peer !== openPeer) loadHistory(peer);
+    for (const x of chat.conversations()) if (x.last > x.read && x.peer !== openPeer && !conv(x.peer).loaded) loadHistory(x.peer);
   }
 
-  /** Takes the SDK's view of a conversation (its last seq and both sides' marks); marks only move forward. */
-  function mergeConversation(x) {
-    const c = conv(x.peer);
-    c.last = Math.max(c.last, x.last ?? 0);
-    c.delivered = Math.max(c.delivered, x.delivered ?? 0);
-    c.read = Math.max(c.read, x.read ?? 0);
-    c.peerDelivered = Math.max(c.peerDelivered, x.peerDelivered ?? 0);
-    c.peerRead = Math.max(c.peerRead, x.peerRead ?? 0);
-  }
-
-  function refreshConversations() {
-    for (const x of chat.conversations()) mergeConversation(x);
-  }
-
-  chat.on("conversation", (x) => {
-    mergeConversation(x);
-    changed(x.peer);
-  });
+  // A conversation's last seq or marks moved (receipts of both sides included).
+  chat.on("conversation", (x) => changed(x.peer));
 
   // ---------- messages and receipts ----------
 
   /** Adds a stored message (live, from sync or from history) once; returns whether it was new. */
   function addMessage(peer, m) {
     const c = conv(peer);
-    if (!Number.isInteger(m.seq) || c.messages.has(m.seq)) return false;
-    const mine = m.mine ?? m.from !== peer;
-    c.messages.set(m.seq, { seq: m.seq, from: m.from, to: m.to, id: m.id ?? m.cid, ts: m.ts, body: m.body, mine });
-    c.last = Math.max(c.last, m.seq);
-    if (mine) c.delivered = Math.max(c.delivered, m.seq); // one's own messages need no receipt
+    if (c.messages.has(m.seq)) return false;
+    c.messages.set(m.seq, m);
     return true;
   }
 
@@ -178,21 +164,6 @@ async function start(nick) {
     received.push(`${m.peer}/${m.seq}`);
     if (!addMessage(m.peer, m)) return;
     changed(m.peer);
-  });
-
-  chat.on("receipt", (r) => {
-    const c = conv(r.peer);
-    const seq = r.seq ?? 0;
-    if (r.by === r.peer) {
-      // The partner's marks: the ✓✓ on our messages.
-      c.peerDelivered = Math.max(c.peerDelivered, seq);
-      if (r.kind === "read") c.peerRead = Math.max(c.peerRead, seq);
-    } else {
-      // Ours, from another device (or the echo of this one): unread counts follow.
-      c.delivered = Math.max(c.delivered, seq);
-      if (r.kind === "read") c.read = Math.max(c.read, seq);
-    }
-    changed(r.peer);
   });
 
   /** Redraws what shows peer's conversation, and marks it read if it is on screen. */
@@ -211,13 +182,10 @@ async function start(nick) {
     const c = conv(peer);
     let top = 0;
     for (const m of c.messages.values()) if (!m.mine && m.seq > top) top = m.seq;
-    if (top <= c.read || top <= c.reading) return;
+    if (top <= marks(peer).read || top <= c.reading) return;
     c.reading = top;
-    Promise.resolve(chat.markRead(peer, top))
-      .then(() => {
-        c.read = Math.max(c.read, top);
-        renderFriends();
-      })
+    chat
+      .markRead(peer, top) // the SDK raises the read mark and tells "conversation"
       .catch((e) => console.warn("markRead:", e))
       .finally(() => {
         if (c.reading === top) c.reading = 0;
@@ -229,8 +197,7 @@ async function start(nick) {
     const c = conv(peer);
     try {
       const h = await chat.history(peer, before ? { before, limit: PAGE } : { limit: PAGE });
-      for (const m of h.messages ?? []) addMessage(peer, m);
-      c.last = Math.max(c.last, h.last ?? 0);
+      for (const m of h.messages) addMessage(peer, m);
       if (!before) c.loaded = true;
       const first = Math.min(...c.messages.keys());
       c.more = h.more && !(first <= 1);
@@ -246,8 +213,8 @@ async function start(nick) {
   const box = $("messages");
   const empty = $("empty");
   const earlier = $("earlier");
-  const input = $("text");
-  const sendButton = $("send");
+  const input = /** @type {HTMLInputElement} */ ($("text"));
+  const sendButton = /** @type {HTMLButtonElement} */ ($("send"));
 
   async function openConversation(peer) {
     openPeer = peer;
@@ -265,9 +232,10 @@ async function start(nick) {
     if (c.messages.size > 0) loadHistory(openPeer, Math.min(...c.messages.keys()));
   });
 
-  function mark(c, m) {
-    if (m.seq <= c.peerRead) return el("span", { class: "mark read", "data-mark": "read", title: "Read" }, "✓✓");
-    if (m.seq <= c.peerDelivered) return el("span", { class: "mark", "data-mark": "delivered", title: "Delivered" }, "✓✓");
+  /** The ✓ / ✓✓ of an own message, from the partner's marks `k`. */
+  function mark(k, m) {
+    if (m.seq <= k.peerRead) return el("span", { class: "mark read", "data-mark": "read", title: "Read" }, "✓✓");
+    if (m.seq <= k.peerDelivered) return el("span", { class: "mark", "data-mark": "delivered", title: "Delivered" }, "✓✓");
     return el("span", { class: "mark", "data-mark": "sent", title: "Sent" }, "✓");
   }
 
@@ -287,11 +255,12 @@ async function start(nick) {
     renderPeerHead();
     if (!peer) return;
     const c = conv(peer);
+    const k = marks(peer);
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
     const nodes = [];
     for (const m of [...c.messages.values()].sort((a, b) => a.seq - b.seq)) {
       const author = m.mine ? nick : peer;
-      const node = bubble(author, m.ts, m.body, m.mine, m.mine ? mark(c, m) : null);
+      const node = bubble(author, m.ts, m.body, m.mine, m.mine ? mark(k, m) : null);
       node.dataset.seq = String(m.seq);
       nodes.push(node);
     }
@@ -355,13 +324,16 @@ async function start(nick) {
   // ---------- friends and presence ----------
 
   function presenceOf(user) {
-    return presence.status(user) ?? "offline";
+    return presence.status(user);
   }
 
   /** Messages from peer this page has and that are beyond our read mark. */
-  function unread(c) {
+  function unread(peer) {
+    const c = convs.get(peer);
+    if (!c) return 0;
+    const read = marks(peer).read;
     let n = 0;
-    for (const m of c.messages.values()) if (!m.mine && m.seq > c.read) n++;
+    for (const m of c.messages.values()) if (!m.mine && m.seq > read) n++;
     return n;
   }
 
@@ -373,13 +345,13 @@ async function start(nick) {
   function renderFriends() {
     const blocked = new Set(list.blocked);
     const friendSet = new Set(list.friends);
-    const others = [...convs.keys()].filter((p) => !friendSet.has(p) && !blocked.has(p) && convs.get(p).last > 0);
+    const others = chat.conversations().map((x) => x.peer).filter((p) => !friendSet.has(p) && !blocked.has(p) && marks(p).last > 0);
     const people = [...list.friends].sort((a, b) => a.localeCompare(b)).concat(others.sort((a, b) => a.localeCompare(b)));
     let total = 0;
     $("friends").replaceChildren(
       ...people.map((user) => {
         const s = presenceOf(user);
-        const n = convs.has(user) ? unread(convs.get(user)) : 0;
+        const n = unread(user);
         total += n;
         return el("li", { "data-user": user, "data-status": s, class: user === openPeer ? "active" : null },
           el("button", { type: "button", class: "pm-person", onclick: () => openConversation(user) },
@@ -410,14 +382,13 @@ async function start(nick) {
   }
 
   function renderMe() {
-    const s = status !== "connected" ? "offline" : $("away").checked ? "away" : "online";
+    const s = status !== "connected" ? "offline" : /** @type {HTMLInputElement} */ ($("away")).checked ? "away" : "online";
     $("my-dot").dataset.status = s;
     $("my-status").textContent = s;
   }
 
   function setList(l) {
-    if (!l) return;
-    list = { friends: l.friends ?? [], incoming: l.incoming ?? [], outgoing: l.outgoing ?? [], blocked: l.blocked ?? [] };
+    list = l;
     renderFriends();
   }
 
@@ -438,7 +409,7 @@ async function start(nick) {
 
   $("add-friend").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const field = $("friend-name");
+    const field = /** @type {HTMLInputElement} */ ($("friend-name"));
     const user = cleanName(field.value);
     if (!NAME_RULE.test(user)) return toast("A name is 1 to 32 letters, digits, - or _.", "bad");
     if (user === nick) return toast("That is you.", "bad");
@@ -453,7 +424,7 @@ async function start(nick) {
   });
 
   $("away").addEventListener("change", (e) => {
-    Promise.resolve(presence.setAway(e.target.checked)).catch((err) => toast(`Could not change your status: ${err.message}`, "bad"));
+    presence.setAway(/** @type {HTMLInputElement} */ (e.target).checked).catch((err) => toast(`Could not change your status: ${err.message}`, "bad"));
     renderMe();
   });
 
@@ -470,7 +441,6 @@ async function start(nick) {
 
   chat.connect();
   setList(await friends.list());
-  refreshConversations();
   renderFriends();
   fetchUnread();
   const reopen = sessionStorage.getItem(OPEN_KEY);

@@ -1,12 +1,21 @@
 // Generated from sdk-ts by `npm run bundle` (do not edit; `npm run check-bundle` fails when it is stale).
 
 // src/codes.ts
-var ErrorCode = {
+var commonErrorCodes = {
   BadJson: "bad_json",
   BadFrame: "bad_frame",
   UnknownOp: "unknown_op",
-  BadName: "bad_name",
   FrameTooLarge: "frame_too_large",
+  RateLimited: "rate_limited",
+  Busy: "busy",
+  /** The request id was used before for a different request: nothing was applied; use a new id. */
+  IdReused: "id_reused",
+  Unavailable: "unavailable",
+  Internal: "internal"
+};
+var ErrorCode = {
+  ...commonErrorCodes,
+  BadName: "bad_name",
   ValueTooLarge: "value_too_large",
   TooManyChanges: "too_many_changes",
   TooManySlots: "too_many_slots",
@@ -14,13 +23,7 @@ var ErrorCode = {
   TooManySubscriptions: "too_many_subscriptions",
   NotSubscribed: "not_subscribed",
   Forbidden: "forbidden",
-  RateLimited: "rate_limited",
   HookUnavailable: "hook_unavailable",
-  Busy: "busy",
-  /** The request id was used before for a different request: nothing was applied; use a new id. */
-  IdReused: "id_reused",
-  Unavailable: "unavailable",
-  Internal: "internal",
   /** Only in the JSON body of a refused upgrade (HTTP 401); browsers see close code 1006 instead. */
   Unauthorized: "unauthorized"
 };
@@ -97,33 +100,21 @@ var SyncCode = {
   Reject: "reject"
 };
 var ChatErrorCode = {
-  BadJson: "bad_json",
-  BadFrame: "bad_frame",
-  UnknownOp: "unknown_op",
-  FrameTooLarge: "frame_too_large",
+  ...commonErrorCodes,
   MessageTooLarge: "message_too_large",
-  RateLimited: "rate_limited",
   UnknownUser: "unknown_user",
   Blocked: "blocked",
   NotFriends: "not_friends",
   Offline: "offline",
-  IdReused: "id_reused",
   BadSeq: "bad_seq",
   NotFound: "not_found",
   TooManyFriends: "too_many_friends",
-  Busy: "busy",
-  Unavailable: "unavailable",
   /** TCP only (the auth frame was refused); on the WebSocket a refused token is an HTTP 401. */
   Unauthorized: "unauthorized",
   /** TCP only, like `unauthorized`. */
-  TokenExpired: "token_expired",
-  Internal: "internal"
+  TokenExpired: "token_expired"
 };
-var retryableChatErrorCodes = /* @__PURE__ */ new Set([
-  ChatErrorCode.Busy,
-  ChatErrorCode.RateLimited,
-  ChatErrorCode.Unavailable
-]);
+var retryableChatErrorCodes = retryableErrorCodes;
 
 // src/errors.ts
 var RsoError = class extends Error {
@@ -174,6 +165,22 @@ var ProtocolError = class extends RsoError {
 // src/host.ts
 var OPEN = 1;
 var host = globalThis;
+function onWakeSignals(wake) {
+  const win = globalThis;
+  const doc = globalThis.document;
+  const online = () => wake();
+  const visible = () => {
+    if (doc?.visibilityState === "visible") wake();
+  };
+  const onWin = typeof win.addEventListener === "function";
+  const onDoc = doc !== void 0 && typeof doc.addEventListener === "function";
+  if (onWin) win.addEventListener("online", online);
+  if (onDoc) doc.addEventListener("visibilitychange", visible);
+  return () => {
+    if (onWin) win.removeEventListener?.("online", online);
+    if (onDoc) doc.removeEventListener?.("visibilitychange", visible);
+  };
+}
 var setTimer = (fn, ms) => host.setTimeout(fn, ms);
 var clearTimer = (handle) => host.clearTimeout(handle);
 var microtask = (fn) => host.queueMicrotask(fn);
@@ -233,6 +240,8 @@ var Connection = class {
   #unopened = 0;
   #unopenedToken;
   #hello;
+  /** Removes the online / visibilitychange listeners; set while they are installed. */
+  #unwatch;
   constructor(config) {
     this.#c = config;
   }
@@ -278,8 +287,21 @@ var Connection = class {
   close(code = CloseCode.Normal) {
     if (this.#state.kind === "closed") return;
     this.#leave(code);
+    this.#unwatch?.();
+    this.#unwatch = void 0;
     this.#state = { kind: "closed" };
     this.#setStatus("closed", void 0);
+  }
+  /**
+   * Tries now when waiting in a plain reconnect backoff (the browser came back online, the page became
+   * visible); never cuts short the extra wait after a 4009 abuse close.
+   */
+  wake() {
+    const s = this.#state;
+    if (s.kind !== "waiting" || !s.wakeable) return;
+    clearTimer(s.timer);
+    s.wakeable = false;
+    void this.#retry(false);
   }
   /** A jittered delay for the `attempt`-th retry of a request (at most 5 s). */
   retryDelay(attempt) {
@@ -294,6 +316,7 @@ var Connection = class {
   }
   // ---- the state machine ----
   #open() {
+    this.#unwatch ??= onWakeSignals(() => this.wake());
     const Ctor = this.#c.WebSocket ?? globalWebSocket();
     if (Ctor === void 0) {
       return this.#stop(new RsoError(ClientErrorCode.NoWebSocket, 'no WebSocket: pass options.WebSocket (in Node: import { WebSocket } from "ws")'));
@@ -360,7 +383,7 @@ var Connection = class {
       case "reconnect-soon":
         return { kind: "retry", delayMs: backoffDelay(0, this.#c.random, this.#c.backoff), newToken: false };
       case "reconnect-late":
-        return { kind: "retry", delayMs: this.#c.timing.abuseDelayMs + this.#nextBackoff(), newToken: false };
+        return { kind: "retry", delayMs: this.#c.timing.abuseDelayMs + this.#nextBackoff(), newToken: false, abuse: true };
       case "reconnect":
         return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
     }
@@ -401,9 +424,12 @@ var Connection = class {
     if (wasConnected) this.#c.onDisconnected();
     if (next.kind === "stop") return this.#stop(next.error);
     const timer = setTimer(() => {
-      if (this.#state.kind === "waiting" && this.#state.timer === timer) void this.#retry(next.newToken);
+      const s = this.#state;
+      if (s.kind !== "waiting" || s.timer !== timer) return;
+      s.wakeable = false;
+      void this.#retry(next.newToken);
     }, next.delayMs);
-    this.#state = { kind: "waiting", timer };
+    this.#state = { kind: "waiting", timer, wakeable: !next.newToken && next.abuse !== true };
     this.#setStatus("reconnecting", reason);
   }
   async #retry(newToken) {
@@ -759,6 +785,296 @@ function sendFrame(id, obj, persistent, handler, args) {
   return `${head("send", obj, persistent)},"id":${JSON.stringify(id)},"handler":${JSON.stringify(handler)},"args":${args}}`;
 }
 
+// src/conversations.ts
+var markKeys = ["last", "delivered", "read", "peerDelivered", "peerRead"];
+var Conversations = class {
+  #hooks;
+  #options;
+  #convs = /* @__PURE__ */ new Map();
+  #synced = false;
+  #dirty = /* @__PURE__ */ new Set();
+  constructor(hooks, options) {
+    this.#hooks = hooks;
+    this.#options = options;
+  }
+  /** A sync was answered once: conversations have their baselines. */
+  get synced() {
+    return this.#synced;
+  }
+  list() {
+    return [...this.#convs.values()].map(snapshot);
+  }
+  get(peer) {
+    const c = this.#convs.get(peer);
+    return c === void 0 ? void 0 : snapshot(c);
+  }
+  /**
+   * What a sync asks for: per conversation, the last `seq` this client has; undefined before the first
+   * sync, or when it would take more than `maxBytes` (without it the server starts at the delivered marks).
+   */
+  after(maxBytes) {
+    if (!this.#synced) return void 0;
+    const after = {};
+    let bytes = 0;
+    for (const c of this.#convs.values()) {
+      after[c.peer] = c.have;
+      bytes += c.peer.length + 16;
+    }
+    return bytes > maxBytes ? void 0 : after;
+  }
+  /** Takes a sync answer; true when another sync should follow (some said "more" and progress was made). */
+  sync(convs) {
+    let progress = false;
+    for (const w of convs) {
+      const first = w.messages[0]?.seq;
+      const c = this.#conv(w.peer, first === void 0 ? w.delivered : Math.min(w.delivered, first - 1));
+      const have = c.have;
+      c.more = w.more;
+      for (const m of w.messages) this.add(m);
+      this.#marks(c, { last: w.last, delivered: w.delivered, read: w.read, peerDelivered: w.peerDelivered, peerRead: w.peerRead });
+      if (w.more && c.have > have) progress = true;
+    }
+    this.#synced = true;
+    if (progress) return true;
+    for (const c of this.#convs.values()) {
+      c.more = false;
+      this.#checkGap(c, 0);
+    }
+    return false;
+  }
+  /** Takes one stored message from anywhere (live, sync, history, a `sent` answer): hands it over once, in order. */
+  add(m) {
+    const me = this.#hooks.user();
+    if (m.from === me && m.cid !== "" && this.#hooks.claim(m)) return;
+    const message = toChat(m, me ?? "");
+    const c = this.#conv(message.peer, 0);
+    if (m.seq > c.last) {
+      c.last = m.seq;
+      this.#touch(c);
+    }
+    if (m.seq <= c.have || c.buffer.has(m.seq)) return;
+    c.buffer.set(m.seq, message);
+    this.#drain(c);
+  }
+  /** A page of history the application asked for: its messages not handed over yet are handed over (once). */
+  history(peer, last, messages) {
+    const c = this.#convs.get(peer);
+    if (c === void 0) return;
+    this.#marks(c, { last });
+    if (this.#synced) for (const m of messages) this.add(m);
+  }
+  /** The answer to a `fetchGap`. */
+  gapFilled(peer, last, messages) {
+    const c = this.#convs.get(peer);
+    if (c === void 0) return;
+    const have = c.filling ?? c.have;
+    c.filling = void 0;
+    this.#marks(c, { last });
+    for (const m of messages) this.add(m);
+    if (c.have > have) this.#checkGap(c, 0);
+  }
+  /** A `fetchGap` failed: the next sync or gap check tries again. */
+  gapFailed(peer) {
+    const c = this.#convs.get(peer);
+    if (c !== void 0) c.filling = void 0;
+  }
+  /** A receipt from the server (§3.4): yours (`mine`, from another device) or the partner's. */
+  receipt(peer, mine, kind, seq) {
+    const c = this.#synced ? this.#conv(peer, 0) : this.#convs.get(peer);
+    if (c === void 0) return;
+    const read = kind === "read";
+    if (mine) this.#marks(c, read ? { read: seq, delivered: seq } : { delivered: seq });
+    else this.#marks(c, read ? { peerRead: seq, peerDelivered: seq } : { peerDelivered: seq });
+    this.#checkGap(c, this.#options.gapWaitMs);
+  }
+  /** The server confirmed a receipt of yours. */
+  ownMark(peer, kind, seq) {
+    const c = this.#convs.get(peer);
+    if (c !== void 0) this.#marks(c, kind === "read" ? { read: seq, delivered: seq } : { delivered: seq });
+  }
+  /** The automatic delivered receipts to send now, each asked for once (until `deliveredFailed`). */
+  takeDelivered() {
+    if (!this.#options.autoDelivered) return [];
+    const out = [];
+    for (const c of this.#convs.values()) {
+      if (c.handed <= Math.max(c.delivered, c.deliveredAsked)) continue;
+      c.deliveredAsked = c.handed;
+      out.push({ peer: c.peer, seq: c.handed });
+    }
+    return out;
+  }
+  /** A delivered receipt from `takeDelivered` was not stored: it is due again later. */
+  deliveredFailed(peer, seq) {
+    const c = this.#convs.get(peer);
+    if (c !== void 0 && c.deliveredAsked === seq) c.deliveredAsked = c.delivered;
+  }
+  /** The connection was lost: pending gap checks and fills are dropped (the next login's sync starts from `have`). */
+  disconnected() {
+    for (const c of this.#convs.values()) {
+      clearTimer(c.gapTimer);
+      c.gapTimer = void 0;
+      c.filling = void 0;
+    }
+  }
+  /** Stops every timer, for good. */
+  close() {
+    for (const c of this.#convs.values()) clearTimer(c.gapTimer);
+  }
+  #conv(peer, have) {
+    let c = this.#convs.get(peer);
+    if (c === void 0) {
+      c = {
+        peer,
+        last: have,
+        delivered: 0,
+        read: 0,
+        peerDelivered: 0,
+        peerRead: 0,
+        have,
+        buffer: /* @__PURE__ */ new Map(),
+        handed: have,
+        deliveredAsked: 0,
+        more: false,
+        gapTimer: void 0,
+        filling: void 0
+      };
+      this.#convs.set(peer, c);
+      this.#touch(c);
+    }
+    return c;
+  }
+  #drain(c) {
+    for (; ; ) {
+      const m = c.buffer.get(c.have + 1);
+      if (m === void 0) break;
+      c.buffer.delete(m.seq);
+      c.have = m.seq;
+      if (this.#hooks.hand(m)) c.handed = m.seq;
+    }
+    if (this.#options.autoDelivered && c.handed > Math.max(c.delivered, c.deliveredAsked)) this.#hooks.deliveredDue();
+    this.#checkGap(c, this.#options.gapWaitMs);
+  }
+  /** A gap (a message above one missing, or `last` beyond what was handed over) is filled from history. */
+  #checkGap(c, delayMs) {
+    if (!this.#synced || c.more || c.filling !== void 0 || c.gapTimer !== void 0) return;
+    if (c.buffer.size === 0 && c.have >= c.last) return;
+    c.gapTimer = setTimer(() => {
+      c.gapTimer = void 0;
+      this.#fillGap(c);
+    }, delayMs);
+  }
+  #fillGap(c) {
+    if (c.filling !== void 0 || c.more) return;
+    const low = c.have + 1;
+    const upper = c.buffer.size > 0 ? Math.min(...c.buffer.keys()) : c.last + 1;
+    if (upper <= low) return;
+    const before = Math.min(upper, low + this.#options.historyLimit());
+    const have = c.have;
+    if (this.#hooks.fetchGap(c.peer, before, before - low)) c.filling = have;
+  }
+  /** Raises marks (they only move forward). */
+  #marks(c, m) {
+    let changed = false;
+    for (const key of markKeys) {
+      const v = m[key];
+      if (v !== void 0 && v > c[key]) {
+        c[key] = v;
+        changed = true;
+      }
+    }
+    if (changed) this.#touch(c);
+  }
+  /** Tells `changed` of `c` once, after the current frame. */
+  #touch(c) {
+    if (this.#dirty.size === 0) {
+      microtask(() => {
+        const dirty = [...this.#dirty];
+        this.#dirty.clear();
+        for (const d of dirty) this.#hooks.changed(snapshot(d));
+      });
+    }
+    this.#dirty.add(c);
+  }
+};
+function toChat(m, me) {
+  const mine = m.from === me;
+  return { peer: mine ? m.to : m.from, seq: m.seq, from: m.from, to: m.to, id: m.cid, ts: m.ts, body: m.body, mine };
+}
+function snapshot(c) {
+  return { peer: c.peer, last: c.last, delivered: c.delivered, read: c.read, peerDelivered: c.peerDelivered, peerRead: c.peerRead };
+}
+
+// src/requests.ts
+function requestTracker(nextId) {
+  const entries = /* @__PURE__ */ new Map();
+  const take = (e) => {
+    if (entries.get(e.id) !== e) return false;
+    entries.delete(e.id);
+    clearTimer(e.timer);
+    e.timer = void 0;
+    return true;
+  };
+  const reject = (request, error) => {
+    const e = entries.get(request.id);
+    if (e === request && take(e)) e.fail(error);
+  };
+  return {
+    get size() {
+      return entries.size;
+    },
+    open(spec, answer) {
+      const id = spec.id ?? nextId();
+      let request;
+      const promise = new Promise((resolve, reject2) => {
+        request = {
+          id,
+          frame: spec.frame(id),
+          durable: spec.durable,
+          to: spec.to,
+          gen: -1,
+          attempt: 0,
+          timer: void 0,
+          get retrying() {
+            return this.timer !== void 0;
+          },
+          answer: (reply) => resolve(answer(reply)),
+          fail: reject2
+        };
+      });
+      entries.set(id, request);
+      return { request, promise };
+    },
+    get: (id) => entries.get(id),
+    list: () => [...entries.values()],
+    resolve(id, reply) {
+      const e = entries.get(id);
+      if (e === void 0 || !take(e)) return false;
+      try {
+        e.answer(reply);
+      } catch (err) {
+        e.fail(err instanceof RsoError ? err : new ProtocolError("unreadable answer", { cause: err }));
+      }
+      return true;
+    },
+    reject,
+    rejectAll(error) {
+      for (const e of [...entries.values()]) if (take(e)) e.fail(error);
+    },
+    retry(request, delayFor, send) {
+      const e = entries.get(request.id);
+      if (e !== request) return;
+      e.gen = -1;
+      clearTimer(e.timer);
+      const timer = setTimer(() => {
+        if (e.timer !== timer) return;
+        e.timer = void 0;
+        if (entries.get(e.id) === e) send();
+      }, delayFor(e.attempt++));
+      e.timer = timer;
+    }
+  };
+}
+
 // src/relayframes.ts
 var defaultRelayLimits = {
   duplicateWindowMs: 6e5,
@@ -944,28 +1260,41 @@ var Relay = class {
   #chatEvents = new EventSource();
   #presenceEvents = new EventSource();
   #friendsEvents = new EventSource();
-  #autoDelivered;
-  #gapWaitMs;
-  #reqs = /* @__PURE__ */ new Map();
-  #convs = /* @__PURE__ */ new Map();
+  #reqs;
+  #convs;
   #presence = /* @__PURE__ */ new Map();
   /** Connection generation: one per hello. */
   #gen = 0;
   /** The login sync of the current connection was answered: durable requests go out. */
   #loggedIn = false;
-  /** A sync was answered once: conversations have their baselines. */
-  #synced = false;
   /** Live messages that arrived before the login sync's answer. */
   #held = [];
   #friends;
   #away;
   #closed;
   #receiptsQueued = false;
-  #dirty = /* @__PURE__ */ new Set();
   constructor(cfg) {
     this.#cfg = cfg;
-    this.#autoDelivered = cfg.options.autoDelivered !== false;
-    this.#gapWaitMs = cfg.options.gapWaitMs ?? 250;
+    this.#reqs = requestTracker(cfg.nextId);
+    this.#convs = new Conversations(
+      {
+        user: () => this.#conn.hello?.user,
+        claim: (m) => this.#claim(m),
+        hand: (m) => {
+          const taken = this.#chatEvents.has("message");
+          this.#chatEvents.emit("message", m);
+          return taken;
+        },
+        changed: (c) => this.#chatEvents.emit("conversation", c),
+        deliveredDue: () => this.#queueReceipts(),
+        fetchGap: (peer, before, limit) => this.#fetchGap(peer, before, limit)
+      },
+      {
+        autoDelivered: cfg.options.autoDelivered !== false,
+        gapWaitMs: cfg.options.gapWaitMs ?? 250,
+        historyLimit: () => this.#conn.hello?.limits.maxHistoryLimit ?? 200
+      }
+    );
     this.#conn = new Connection({
       name: "/relay",
       urls: cfg.urls,
@@ -1007,7 +1336,7 @@ var Relay = class {
     this.#closed = error;
     this.#conn.close();
     this.#failAll(error);
-    for (const c of this.#convs.values()) clearTimer(c.gapTimer);
+    this.#convs.close();
   }
   // ---- the public faces ----
   #makeChat() {
@@ -1034,12 +1363,11 @@ var Relay = class {
       markRead: (peer, seq) => this.#mark(peer, "read", seq),
       conversations: () => {
         this.#use();
-        return [...this.#convs.values()].map(snapshot);
+        return this.#convs.list();
       },
       conversation: (peer) => {
         this.#use();
-        const c = this.#convs.get(peer);
-        return c === void 0 ? void 0 : snapshot(c);
+        return this.#convs.get(peer);
       },
       signal: (to, data, options = {}) => {
         const json = serialize(data, "signal data");
@@ -1129,42 +1457,17 @@ var Relay = class {
   #request(frame, opts, answer) {
     const blocked = this.#use();
     if (blocked !== void 0) return Promise.reject(blocked);
-    return new Promise((resolve, reject) => {
-      const id = opts.id ?? this.#cfg.nextId();
-      const req = {
-        id,
-        frame: frame(id),
-        durable: opts.durable,
-        gen: -1,
-        attempt: 0,
-        timer: void 0,
-        to: opts.to,
-        answer: (f) => resolve(answer(f)),
-        fail: reject
-      };
-      this.#reqs.set(id, req);
-      this.#transmit(req);
-    });
+    const { request, promise } = this.#reqs.open({ id: opts.id, frame, durable: opts.durable, to: opts.to }, answer);
+    this.#transmit(request);
+    return promise;
   }
   #transmit(req) {
     if (!this.#conn.ready || req.durable && !this.#loggedIn) {
-      if (!req.durable) this.#settle(req, new ConnectionError("connection_lost", "the relay connection is not up"));
+      if (!req.durable) this.#reqs.reject(req, new ConnectionError("connection_lost", "the relay connection is not up"));
       return;
     }
     req.gen = this.#gen;
     this.#conn.write(req.frame);
-  }
-  /** Ends a request: answered by `frame`, or failed with an error. */
-  #settle(req, outcome) {
-    if (this.#reqs.get(req.id) !== req) return;
-    this.#reqs.delete(req.id);
-    clearTimer(req.timer);
-    if (outcome instanceof RsoError) return req.fail(outcome);
-    try {
-      req.answer(outcome);
-    } catch (err) {
-      req.fail(err instanceof RsoError ? err : new ProtocolError("unreadable answer", { cause: err }));
-    }
   }
   #send(to, body) {
     if (typeof to !== "string" || to === "") return Promise.reject(new RsoError(ClientErrorCode.InvalidValue, "chat.send needs a recipient"));
@@ -1174,7 +1477,7 @@ var Relay = class {
     return this.#request((id2) => chatSendFrame(id2, to, json), { durable: true, to, id }, (f) => {
       if (f.op !== "sent") throw answerError("sent", f);
       const me = this.#conn.hello?.user ?? "";
-      this.#ingest({ seq: f.seq, from: me, to: f.to, cid: f.id, ts: f.ts, body: JSON.parse(json) });
+      this.#convs.add({ seq: f.seq, from: me, to: f.to, cid: f.id, ts: f.ts, body: JSON.parse(json) });
       return { id: f.id, to: f.to, seq: f.seq, ts: f.ts };
     });
   }
@@ -1182,19 +1485,14 @@ var Relay = class {
     return this.#request((id) => historyFrame(id, peer, options.before, options.limit), { durable: true, to: void 0 }, (f) => {
       if (f.op !== "history") throw answerError("history", f);
       const me = this.#conn.hello?.user ?? "";
-      const conv = this.#convs.get(peer);
-      if (conv !== void 0 && f.last > conv.last) {
-        conv.last = f.last;
-        this.#touch(conv);
-      }
-      if (this.#synced && conv !== void 0) for (const m of f.messages) this.#ingest(m);
+      this.#convs.history(peer, f.last, f.messages);
       return { messages: f.messages.map((m) => toChat(m, me)), more: f.more, last: f.last };
     });
   }
   #mark(peer, kind, seq) {
     return this.#request((id) => receiptFrame(id, peer, kind, seq), { durable: true, to: void 0 }, (f) => {
       if (f.op !== "ok") throw answerError("ok", f);
-      this.#ownMark(peer, kind, seq);
+      this.#convs.ownMark(peer, kind, seq);
     });
   }
   // ---- the connection ----
@@ -1211,7 +1509,7 @@ var Relay = class {
       if (f.op !== "friends") throw answerError("friends", f);
       this.#onFriends(f, false);
     }).catch((e) => this.#internalError(e));
-    if (afterHello && this.#away !== void 0 && ![...this.#reqs.values()].some((r) => r.frame.startsWith(`{"op":"presence"`))) {
+    if (afterHello && this.#away !== void 0 && !this.#reqs.list().some((r) => r.frame.startsWith(`{"op":"presence"`))) {
       const status = this.#away ? "away" : "online";
       void this.#request((id) => presenceFrame(id, status), { durable: false, to: void 0 }, () => void 0).catch((e) => this.#internalError(e));
     }
@@ -1220,9 +1518,9 @@ var Relay = class {
       this.#loggedIn = true;
       const held = this.#held;
       this.#held = [];
-      for (const m of held) this.#ingest(m);
-      for (const req of [...this.#reqs.values()]) {
-        if (req.durable && req.gen !== gen && req.timer === void 0) this.#transmit(req);
+      for (const m of held) this.#convs.add(m);
+      for (const req of this.#reqs.list()) {
+        if (req.durable && req.gen !== gen && !req.retrying) this.#transmit(req);
       }
       this.#queueReceipts();
     };
@@ -1231,7 +1529,7 @@ var Relay = class {
   /** Sends a sync (with `after` for every conversation with a baseline); `then` runs after its answer. */
   #sync(then, onFailure = void 0) {
     const gen = this.#gen;
-    const after = this.#after();
+    const after = this.#convs.after((this.#conn.hello?.limits.maxFrameBytes ?? 65536) / 2);
     void this.#request((id) => chatSyncFrame(id, after), { durable: false, to: void 0 }, (f) => {
       if (f.op !== "sync") throw answerError("sync", f);
       this.#onSync(f);
@@ -1241,35 +1539,20 @@ var Relay = class {
       this.#internalError(e);
     });
   }
-  #after() {
-    if (!this.#synced) return void 0;
-    const after = {};
-    let bytes = 0;
-    for (const c of this.#convs.values()) {
-      after[c.peer] = c.have;
-      bytes += c.peer.length + 16;
-    }
-    const limit = (this.#conn.hello?.limits.maxFrameBytes ?? 65536) / 2;
-    return bytes > limit ? void 0 : after;
-  }
   #onDisconnected() {
     this.#loggedIn = false;
     this.#held = [];
     const lost = new ConnectionError("connection_lost", "the relay connection was lost");
-    for (const req of [...this.#reqs.values()]) {
+    for (const req of this.#reqs.list()) {
       if (req.durable) req.gen = -1;
-      else this.#settle(req, lost);
+      else this.#reqs.reject(req, lost);
     }
-    for (const c of this.#convs.values()) {
-      clearTimer(c.gapTimer);
-      c.gapTimer = void 0;
-      c.filling = false;
-    }
+    this.#convs.disconnected();
   }
   #failAll(error) {
     this.#loggedIn = false;
     this.#held = [];
-    for (const req of [...this.#reqs.values()]) this.#settle(req, error);
+    this.#reqs.rejectAll(error);
   }
   #internalError(e) {
     if (this.#closed !== void 0) return;
@@ -1283,8 +1566,7 @@ var Relay = class {
       case "sync":
       case "history":
       case "friends": {
-        const req = f.id === void 0 ? void 0 : this.#reqs.get(f.id);
-        if (req !== void 0) return this.#settle(req, f);
+        if (f.id !== void 0 && this.#reqs.resolve(f.id, f)) return;
         if (f.op === "friends") this.#onFriends(f, false);
         return;
       }
@@ -1293,12 +1575,12 @@ var Relay = class {
         const req = f.id === void 0 ? void 0 : this.#reqs.get(f.id);
         if (req === void 0) return this.#chatEvents.emit("error", error);
         if (retryableChatErrorCodes.has(f.code)) return this.#retry(req);
-        return this.#settle(req, error);
+        return this.#reqs.reject(req, error);
       }
       case "message": {
         const { op: _op, ...m } = f;
         if (!this.#loggedIn) this.#held.push(m);
-        else this.#ingest(m);
+        else this.#convs.add(m);
         return;
       }
       case "receipt":
@@ -1316,179 +1598,53 @@ var Relay = class {
   }
   /** Sends a refused request again after a jittered delay, with the same id. */
   #retry(req) {
-    req.gen = -1;
-    const delay = this.#conn.retryDelay(req.attempt++);
-    req.timer = setTimer(() => {
-      req.timer = void 0;
-      if (this.#reqs.get(req.id) !== req) return;
-      if (!req.durable && !this.#conn.ready) return this.#settle(req, new ConnectionError("connection_lost", "the relay connection was lost"));
+    this.#reqs.retry(req, (attempt) => this.#conn.retryDelay(attempt), () => {
+      if (!req.durable && !this.#conn.ready) return this.#reqs.reject(req, new ConnectionError("connection_lost", "the relay connection was lost"));
       this.#transmit(req);
-    }, delay);
-  }
-  // ---- messages ----
-  #conv(peer, have) {
-    let c = this.#convs.get(peer);
-    if (c === void 0) {
-      c = {
-        peer,
-        last: have,
-        delivered: 0,
-        read: 0,
-        peerDelivered: 0,
-        peerRead: 0,
-        have,
-        buffer: /* @__PURE__ */ new Map(),
-        handed: have,
-        deliveredAsked: 0,
-        more: false,
-        gapTimer: void 0,
-        filling: false
-      };
-      this.#convs.set(peer, c);
-      this.#touch(c);
-    }
-    return c;
-  }
-  #onSync(f) {
-    let progress = false;
-    for (const w of f.convs) {
-      const first = w.messages[0]?.seq;
-      const c = this.#conv(w.peer, first === void 0 ? w.delivered : Math.min(w.delivered, first - 1));
-      const have = c.have;
-      c.more = w.more;
-      for (const m of w.messages) this.#ingest(m);
-      this.#marks(c, { last: w.last, delivered: w.delivered, read: w.read, peerDelivered: w.peerDelivered, peerRead: w.peerRead });
-      if (w.more && c.have > have) progress = true;
-    }
-    this.#synced = true;
-    if (progress) return this.#sync(void 0);
-    for (const c of this.#convs.values()) {
-      c.more = false;
-      this.#checkGap(c, 0);
-    }
-  }
-  /** Takes one stored message from anywhere (live, sync, history, a `sent` answer): hands it over once, in order. */
-  #ingest(m) {
-    const me = this.#conn.hello?.user;
-    const mine = m.from === me;
-    if (mine && m.cid !== "") {
-      const req = this.#reqs.get(m.cid);
-      if (req !== void 0 && req.to === m.to) {
-        this.#settle(req, { op: "sent", id: m.cid, to: m.to, seq: m.seq, ts: m.ts, duplicate: true });
-        return;
-      }
-    }
-    const message = toChat(m, me ?? "");
-    const c = this.#conv(message.peer, 0);
-    if (m.seq > c.last) {
-      c.last = m.seq;
-      this.#touch(c);
-    }
-    if (m.seq <= c.have || c.buffer.has(m.seq)) return;
-    c.buffer.set(m.seq, message);
-    this.#drain(c);
-  }
-  #drain(c) {
-    for (; ; ) {
-      const m = c.buffer.get(c.have + 1);
-      if (m === void 0) break;
-      c.buffer.delete(m.seq);
-      c.have = m.seq;
-      if (this.#chatEvents.has("message")) c.handed = m.seq;
-      this.#chatEvents.emit("message", m);
-    }
-    if (this.#autoDelivered && c.handed > Math.max(c.delivered, c.deliveredAsked)) this.#queueReceipts();
-    this.#checkGap(c, this.#gapWaitMs);
-  }
-  /** A gap (a message above one missing, or `last` beyond what was handed over) is filled from history. */
-  #checkGap(c, delayMs) {
-    if (!this.#synced || c.more || c.filling || c.gapTimer !== void 0) return;
-    if (c.buffer.size === 0 && c.have >= c.last) return;
-    c.gapTimer = setTimer(() => {
-      c.gapTimer = void 0;
-      this.#fillGap(c);
-    }, delayMs);
-  }
-  #fillGap(c) {
-    if (!this.#loggedIn || c.filling || c.more) return;
-    const low = c.have + 1;
-    const upper = c.buffer.size > 0 ? Math.min(...c.buffer.keys()) : c.last + 1;
-    if (upper <= low) return;
-    const max = this.#conn.hello?.limits.maxHistoryLimit ?? 200;
-    const before = Math.min(upper, low + max);
-    const have = c.have;
-    c.filling = true;
-    void this.#request((id) => historyFrame(id, c.peer, before, before - low), { durable: false, to: void 0 }, (f) => {
-      if (f.op !== "history") throw answerError("history", f);
-      c.filling = false;
-      if (f.last > c.last) c.last = f.last, this.#touch(c);
-      for (const m of f.messages) this.#ingest(m);
-      if (c.have > have) this.#checkGap(c, 0);
-    }).catch((e) => {
-      c.filling = false;
-      this.#internalError(e);
     });
   }
+  // ---- messages ----
+  #onSync(f) {
+    if (this.#convs.sync(f.convs)) this.#sync(void 0);
+  }
+  /** A stored message of yours that answers a send still waiting (its answer was lost with a connection, §3.3). */
+  #claim(m) {
+    const req = this.#reqs.get(m.cid);
+    if (req === void 0 || req.to !== m.to) return false;
+    return this.#reqs.resolve(m.cid, { op: "sent", id: m.cid, to: m.to, seq: m.seq, ts: m.ts, duplicate: true });
+  }
+  #fetchGap(peer, before, limit) {
+    if (!this.#loggedIn) return false;
+    void this.#request((id) => historyFrame(id, peer, before, limit), { durable: false, to: void 0 }, (f) => {
+      if (f.op !== "history") throw answerError("history", f);
+      this.#convs.gapFilled(peer, f.last, f.messages);
+    }).catch((e) => {
+      this.#convs.gapFailed(peer);
+      this.#internalError(e);
+    });
+    return true;
+  }
   #queueReceipts() {
-    if (this.#receiptsQueued || !this.#autoDelivered) return;
+    if (this.#receiptsQueued) return;
     this.#receiptsQueued = true;
     microtask(() => {
       this.#receiptsQueued = false;
       if (!this.#loggedIn) return;
-      for (const c of this.#convs.values()) {
-        const seq = c.handed;
-        if (seq <= Math.max(c.delivered, c.deliveredAsked)) continue;
-        c.deliveredAsked = seq;
+      for (const { peer, seq } of this.#convs.takeDelivered()) {
         const gen = this.#gen;
-        void this.#request((id) => receiptFrame(id, c.peer, "delivered", seq), { durable: false, to: void 0 }, (f) => {
+        void this.#request((id) => receiptFrame(id, peer, "delivered", seq), { durable: false, to: void 0 }, (f) => {
           if (f.op !== "ok") throw answerError("ok", f);
-          this.#ownMark(c.peer, "delivered", seq);
+          this.#convs.ownMark(peer, "delivered", seq);
         }).catch((e) => {
-          if (gen === this.#gen && c.deliveredAsked === seq) c.deliveredAsked = c.delivered;
+          if (gen === this.#gen) this.#convs.deliveredFailed(peer, seq);
           this.#internalError(e);
         });
       }
     });
   }
-  // ---- receipts and conversations ----
-  #ownMark(peer, kind, seq) {
-    const c = this.#convs.get(peer);
-    if (c === void 0) return;
-    this.#marks(c, kind === "read" ? { read: seq, delivered: seq } : { delivered: seq });
-  }
   #onReceipt(f) {
-    const me = this.#conn.hello?.user;
-    const c = this.#synced ? this.#conv(f.peer, 0) : this.#convs.get(f.peer);
-    if (c !== void 0) {
-      const read = f.kind === "read";
-      if (f.by === me) this.#marks(c, read ? { read: f.seq, delivered: f.seq } : { delivered: f.seq });
-      else this.#marks(c, read ? { peerRead: f.seq, peerDelivered: f.seq } : { peerDelivered: f.seq });
-      this.#checkGap(c, this.#gapWaitMs);
-    }
+    this.#convs.receipt(f.peer, f.by === this.#conn.hello?.user, f.kind, f.seq);
     this.#chatEvents.emit("receipt", { peer: f.peer, by: f.by, kind: f.kind, seq: f.seq });
-  }
-  /** Raises marks (they only move forward). */
-  #marks(c, m) {
-    let changed = false;
-    for (const key of ["last", "delivered", "read", "peerDelivered", "peerRead"]) {
-      const v = m[key];
-      if (v !== void 0 && v > c[key]) {
-        c[key] = v;
-        changed = true;
-      }
-    }
-    if (changed) this.#touch(c);
-  }
-  /** Emits `conversation` for `c` once, after the current frame. */
-  #touch(c) {
-    if (this.#dirty.size === 0) {
-      microtask(() => {
-        const dirty = [...this.#dirty];
-        this.#dirty.clear();
-        for (const d of dirty) this.#chatEvents.emit("conversation", snapshot(d));
-      });
-    }
-    this.#dirty.add(c);
   }
   // ---- friends and presence ----
   #onFriends(f, action) {
@@ -1508,13 +1664,6 @@ var Relay = class {
     if ((known?.status ?? "offline") !== status) this.#presenceEvents.emit("change", user, status);
   }
 };
-function toChat(m, me) {
-  const mine = m.from === me;
-  return { peer: mine ? m.to : m.from, seq: m.seq, from: m.from, to: m.to, id: m.cid, ts: m.ts, body: m.body, mine };
-}
-function snapshot(c) {
-  return { peer: c.peer, last: c.last, delivered: c.delivered, read: c.read, peerDelivered: c.peerDelivered, peerRead: c.peerRead };
-}
 function copyList(l) {
   return { friends: [...l.friends], incoming: [...l.incoming], outgoing: [...l.outgoing], blocked: [...l.blocked], hash: l.hash };
 }

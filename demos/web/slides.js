@@ -1,3 +1,4 @@
+// @ts-check
 // Collaborative slideshow on demo/slides/<deck> (persistent): slots presenter (user id), lease (ms the
 // presenter's claim holds until; renewed while the page is open) and slide (index). The server's
 // validation hook lets only the presenter move the deck, and lets anyone claim it only when nobody holds it.
@@ -37,12 +38,12 @@ async function start({ nick, deck }) {
 
   const $ = (id) => document.getElementById(id);
   const stage = $("stage"), dots = $("dots"), who = $("who"), hint = $("nav-hint");
-  const claim = $("claim"), release = $("release"), prev = $("prev"), next = $("next");
+  const claim = $("claim"), release = $("release"), prev = /** @type {HTMLButtonElement} */ ($("prev")), next = /** @type {HTMLButtonElement} */ ($("next"));
   dots.append(...SLIDES.map((_, i) => el("span", { title: `Slide ${i + 1}` })));
   let shownSlide = -1;
 
   const presenter = () => (typeof so.data.presenter === "string" ? so.data.presenter : "");
-  const lapsed = () => presenter() !== "" && Number.isFinite(so.data.lease) && so.data.lease < Date.now();
+  const lapsed = () => presenter() !== "" && typeof so.data.lease === "number" && so.data.lease < Date.now();
   const current = () => clamp(Number.isInteger(so.data.slide) ? so.data.slide : 0);
 
   function render() {

@@ -16,7 +16,8 @@ import { EventSource, type Listener, type Unsubscribe } from "./emitter.js";
 import { ConnectionError, RsoError, ServerError } from "./errors.js";
 import { parseMessage, type HelloFrame, type Limits, type ServerFrame } from "./frames.js";
 import { makeURL, randomString, type WebSocketConstructor } from "./host.js";
-import { Relay, type Chat, type Friends, type Presence, type RelayOptions } from "./relay.js";
+import type { Chat, Friends, Presence, RelayOptions } from "./chattypes.js";
+import { Relay } from "./relay.js";
 import { RemoteObjectImpl, type Link, type RemoteObject } from "./remote.js";
 
 export { backoffDelay, defaultBackoff, defaultTiming, type BackoffOptions, type Status, type Timing };

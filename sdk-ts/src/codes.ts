@@ -1,12 +1,23 @@
 // Protocol codes, mirrored from docs/PROTOCOL.md §1 (and the Go client's constants). Change them together.
 
-/** Error codes of server `error` frames (§1.7), plus `unauthorized` from a refused upgrade (§1.1). */
-export const ErrorCode = {
+/** The error codes /so (§1.7) and /relay (§3.8) have in common, with the same meaning. */
+const commonErrorCodes = {
   BadJson: "bad_json",
   BadFrame: "bad_frame",
   UnknownOp: "unknown_op",
-  BadName: "bad_name",
   FrameTooLarge: "frame_too_large",
+  RateLimited: "rate_limited",
+  Busy: "busy",
+  /** The request id was used before for a different request: nothing was applied; use a new id. */
+  IdReused: "id_reused",
+  Unavailable: "unavailable",
+  Internal: "internal",
+} as const;
+
+/** Error codes of server `error` frames (§1.7), plus `unauthorized` from a refused upgrade (§1.1). */
+export const ErrorCode = {
+  ...commonErrorCodes,
+  BadName: "bad_name",
   ValueTooLarge: "value_too_large",
   TooManyChanges: "too_many_changes",
   TooManySlots: "too_many_slots",
@@ -14,13 +25,7 @@ export const ErrorCode = {
   TooManySubscriptions: "too_many_subscriptions",
   NotSubscribed: "not_subscribed",
   Forbidden: "forbidden",
-  RateLimited: "rate_limited",
   HookUnavailable: "hook_unavailable",
-  Busy: "busy",
-  /** The request id was used before for a different request: nothing was applied; use a new id. */
-  IdReused: "id_reused",
-  Unavailable: "unavailable",
-  Internal: "internal",
   /** Only in the JSON body of a refused upgrade (HTTP 401); browsers see close code 1006 instead. */
   Unauthorized: "unauthorized",
 } as const;
@@ -130,33 +135,22 @@ export type SyncCode = (typeof SyncCode)[keyof typeof SyncCode];
 
 /** Error codes of the private-chat relay's `error` frames (§3.8). */
 export const ChatErrorCode = {
-  BadJson: "bad_json",
-  BadFrame: "bad_frame",
-  UnknownOp: "unknown_op",
-  FrameTooLarge: "frame_too_large",
+  ...commonErrorCodes,
   MessageTooLarge: "message_too_large",
-  RateLimited: "rate_limited",
   UnknownUser: "unknown_user",
   Blocked: "blocked",
   NotFriends: "not_friends",
   Offline: "offline",
-  IdReused: "id_reused",
   BadSeq: "bad_seq",
   NotFound: "not_found",
   TooManyFriends: "too_many_friends",
-  Busy: "busy",
-  Unavailable: "unavailable",
   /** TCP only (the auth frame was refused); on the WebSocket a refused token is an HTTP 401. */
   Unauthorized: "unauthorized",
   /** TCP only, like `unauthorized`. */
   TokenExpired: "token_expired",
-  Internal: "internal",
 } as const;
 export type ChatErrorCode = (typeof ChatErrorCode)[keyof typeof ChatErrorCode];
 
 /** Chat error codes after which the SDK re-sends the frame by itself, with the same id (§3.3, §3.8). */
-export const retryableChatErrorCodes: ReadonlySet<string> = new Set<string>([
-  ChatErrorCode.Busy,
-  ChatErrorCode.RateLimited,
-  ChatErrorCode.Unavailable,
-]);
+// The same three codes as on /so: one set, under both names.
+export const retryableChatErrorCodes: ReadonlySet<string> = retryableErrorCodes;

@@ -9,6 +9,7 @@ import {
   clearTimer,
   globalWebSocket,
   microtask,
+  onWakeSignals,
   setTimer,
   utf8Length,
   type CloseEventLike,
@@ -159,12 +160,14 @@ type State<H> =
   | { kind: "idle" }
   | { kind: "connecting"; conn: Conn<H> }
   | { kind: "connected"; conn: Conn<H> }
-  | { kind: "waiting"; timer: unknown } // backoff before the next attempt, or awaiting getToken
+  // Backoff before the next attempt, or awaiting getToken. `wakeable`: the wait is a plain backoff that
+  // wake() may cut short (not the extra wait after 4009, not while the next attempt already began).
+  | { kind: "waiting"; timer: unknown; wakeable: boolean }
   | { kind: "stopped"; error: RsoError } // status "closed"; connect() starts again
   | { kind: "closed" }; // close(): final
 
 /** What to do after a connection ended, decided from how it ended. */
-type Next = { kind: "stop"; error: RsoError } | { kind: "retry"; delayMs: number; newToken: boolean };
+type Next = { kind: "stop"; error: RsoError } | { kind: "retry"; delayMs: number; newToken: boolean; abuse?: boolean };
 
 export class Connection<F extends FrameLike, H extends F & HelloLike> {
   readonly #c: ConnectionConfig<F, H>;
@@ -180,6 +183,8 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
   #unopened = 0;
   #unopenedToken: string | undefined;
   #hello: H | undefined;
+  /** Removes the online / visibilitychange listeners; set while they are installed. */
+  #unwatch: (() => void) | undefined;
 
   constructor(config: ConnectionConfig<F, H>) {
     this.#c = config;
@@ -234,8 +239,22 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
   close(code: number = CloseCode.Normal): void {
     if (this.#state.kind === "closed") return;
     this.#leave(code);
+    this.#unwatch?.();
+    this.#unwatch = undefined;
     this.#state = { kind: "closed" };
     this.#setStatus("closed", undefined);
+  }
+
+  /**
+   * Tries now when waiting in a plain reconnect backoff (the browser came back online, the page became
+   * visible); never cuts short the extra wait after a 4009 abuse close.
+   */
+  wake(): void {
+    const s = this.#state;
+    if (s.kind !== "waiting" || !s.wakeable) return;
+    clearTimer(s.timer);
+    s.wakeable = false;
+    void this.#retry(false);
   }
 
   /** A jittered delay for the `attempt`-th retry of a request (at most 5 s). */
@@ -254,6 +273,7 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
   // ---- the state machine ----
 
   #open(): void {
+    this.#unwatch ??= onWakeSignals(() => this.wake());
     const Ctor = this.#c.WebSocket ?? globalWebSocket();
     if (Ctor === undefined) {
       return this.#stop(new RsoError(ClientErrorCode.NoWebSocket, "no WebSocket: pass options.WebSocket (in Node: import { WebSocket } from \"ws\")"));
@@ -323,7 +343,7 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
       case "reconnect-soon":
         return { kind: "retry", delayMs: backoffDelay(0, this.#c.random, this.#c.backoff), newToken: false };
       case "reconnect-late":
-        return { kind: "retry", delayMs: this.#c.timing.abuseDelayMs + this.#nextBackoff(), newToken: false };
+        return { kind: "retry", delayMs: this.#c.timing.abuseDelayMs + this.#nextBackoff(), newToken: false, abuse: true };
       case "reconnect":
         return { kind: "retry", delayMs: this.#nextBackoff(), newToken: false };
     }
@@ -372,9 +392,12 @@ export class Connection<F extends FrameLike, H extends F & HelloLike> {
     if (wasConnected) this.#c.onDisconnected();
     if (next.kind === "stop") return this.#stop(next.error);
     const timer = setTimer(() => {
-      if (this.#state.kind === "waiting" && this.#state.timer === timer) void this.#retry(next.newToken);
+      const s = this.#state;
+      if (s.kind !== "waiting" || s.timer !== timer) return;
+      s.wakeable = false;
+      void this.#retry(next.newToken);
     }, next.delayMs);
-    this.#state = { kind: "waiting", timer };
+    this.#state = { kind: "waiting", timer, wakeable: !next.newToken && next.abuse !== true };
     this.#setStatus("reconnecting", reason);
   }
 

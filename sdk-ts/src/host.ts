@@ -53,7 +53,34 @@ export interface URLLike {
   toString(): string;
 }
 
+interface EventTargetLike {
+  addEventListener?(type: string, listener: () => void): void;
+  removeEventListener?(type: string, listener: () => void): void;
+}
+
 const host = globalThis as unknown as Host;
+
+/**
+ * Calls `wake` when the browser is back online (window `online`) or the page becomes visible again
+ * (document `visibilitychange`); returns what removes the listeners. Nothing where there is no window
+ * or document (Node).
+ */
+export function onWakeSignals(wake: () => void): () => void {
+  const win = globalThis as unknown as EventTargetLike;
+  const doc = (globalThis as unknown as { document?: EventTargetLike & { visibilityState?: string } }).document;
+  const online = (): void => wake();
+  const visible = (): void => {
+    if (doc?.visibilityState === "visible") wake();
+  };
+  const onWin = typeof win.addEventListener === "function";
+  const onDoc = doc !== undefined && typeof doc.addEventListener === "function";
+  if (onWin) win.addEventListener!("online", online);
+  if (onDoc) doc.addEventListener!("visibilitychange", visible);
+  return () => {
+    if (onWin) win.removeEventListener?.("online", online);
+    if (onDoc) doc.removeEventListener?.("visibilitychange", visible);
+  };
+}
 
 // Looked up on every call, so that fake timers installed after this module loaded are used.
 export const setTimer = (fn: () => void, ms: number): TimerHandle => host.setTimeout(fn, ms);

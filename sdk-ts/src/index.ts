@@ -29,7 +29,7 @@ export type {
   RelayOptions,
   SentMessage,
   Signal,
-} from "./relay.js";
+} from "./chattypes.js";
 export type { Limits, SyncChange } from "./frames.js";
 export { RsoError, ServerError, ConnectionError, ProtocolError } from "./errors.js";
 export {
