@@ -21,10 +21,10 @@ func TestCodesMatchProtocolAndSDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The values of its tables of server error codes (export const …ErrorCode = {…}; ClientErrorCode holds
-	// the SDK's own).
+	// The values of its tables of server error codes (const …ErrorCode(s) = {…}; ClientErrorCode holds the
+	// SDK's own).
 	var sdkCodes []string
-	for _, table := range regexp.MustCompile(`(?s)export const (\w*)ErrorCode = \{(.*?)\n\}`).FindAllSubmatch(sdk, -1) {
+	for _, table := range regexp.MustCompile(`(?s)(?:export )?const (\w*?)[eE]rrorCodes? = \{(.*?)\n\}`).FindAllSubmatch(sdk, -1) {
 		if string(table[1]) == "Client" {
 			continue
 		}
