@@ -16,6 +16,7 @@ import (
 	"github.com/rso-server/rso/client"
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/natsboot"
+	"github.com/rso-server/rso/internal/natstest"
 	"github.com/rso-server/rso/sharedobject"
 )
 
@@ -32,11 +33,7 @@ type testNode struct {
 // startNode runs NATS, one node and the demo hooks with the clock now.
 func startNode(t *testing.T, now func() time.Time) *testNode {
 	t.Helper()
-	srv, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start NATS: %v", err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	srv := natstest.Start(t)
 	nc, err := natsboot.ConnectInProcess(srv, "demos-test", "")
 	if err != nil {
 		t.Fatal(err)

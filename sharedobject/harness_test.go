@@ -18,6 +18,7 @@ import (
 	"github.com/rso-server/rso/client"
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/natsboot"
+	"github.com/rso-server/rso/internal/natstest"
 	"github.com/rso-server/rso/sharedobject"
 )
 
@@ -28,14 +29,9 @@ const waitLimit = 10 * time.Second
 func startNATS(t testing.TB, dir string) *server.Server {
 	t.Helper()
 	if dir == "" {
-		dir = t.TempDir()
+		return natstest.Start(t)
 	}
-	s, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{DataDir: dir})
-	if err != nil {
-		t.Fatalf("start NATS: %v", err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.Start(t, natstest.Dir(dir))
 }
 
 type testNode struct {

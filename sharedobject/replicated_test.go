@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rso-server/rso/client"
+	"github.com/rso-server/rso/internal/natstest"
 	"github.com/rso-server/rso/sharedobject"
 	"github.com/rso-server/rso/sharedobject/backend"
 )
@@ -20,46 +20,6 @@ import (
 // Objects on a three-member JetStream cluster with three replicas: every read that a write is judged
 // against, or that a catch-up applies, must agree with the stream leader, although direct gets may be
 // answered by a replica that lags.
-
-// startCluster runs n clustered NATS servers with JetStream in this process, routed over 127.0.0.1.
-func startCluster(t *testing.T, n int) []*server.Server {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	servers := make([]*server.Server, n)
-	for i := range servers {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("m%d", i), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-			JetStream: true, StoreDir: t.TempDir(),
-			Cluster: server.ClusterOpts{Name: "rso-test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  server.RoutesFromStr(routes[0] + "," + routes[1] + "," + routes[2]),
-		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		servers[i] = s
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("a cluster member did not start")
-		}
-	}
-	return servers
-}
 
 // startReplicatedNode starts a node with three replicas on srv, retrying while the cluster elects its
 // JetStream leaders.
@@ -82,7 +42,7 @@ func TestCompareAndSetOnThreeReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a three-member JetStream cluster")
 	}
-	servers := startCluster(t, 3)
+	servers := natstest.StartCluster(t, 3)
 	nodes := []*testNode{startReplicatedNode(t, servers[0]), startReplicatedNode(t, servers[1])}
 	const obj, writers, writesEach = "counter", 4, 150
 	var mu sync.Mutex

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/rso-server/rso/client"
-	"github.com/rso-server/rso/internal/natsboot"
+	"github.com/rso-server/rso/internal/natstest"
 )
 
 func TestRunServesAndStops(t *testing.T) {
@@ -52,10 +52,7 @@ func TestRunServesAndStops(t *testing.T) {
 func TestRunExternalNATSOutage(t *testing.T) {
 	natsAddr, natsData := freeAddr(t), t.TempDir()
 	startNATS := func() func() {
-		s, err := natsboot.StartEmbedded(natsboot.EmbeddedOptions{DataDir: natsData, Listen: natsAddr})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := natstest.Start(t, natstest.Dir(natsData), natstest.Listen(natsAddr))
 		return func() { s.Shutdown(); s.WaitForShutdown() }
 	}
 	stopNATS := startNATS()
