@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -511,6 +512,14 @@ func TestGraceTimerFiredDuringAttach(t *testing.T) {
 	const grace = 150 * time.Millisecond
 	f := newFixture(t, nil, true, func(c *Config) { c.PresenceGrace = grace })
 	s := f.relay
+	var started, done atomic.Int32
+	s.expireHook = func(end bool) {
+		if end {
+			done.Add(1)
+		} else {
+			started.Add(1)
+		}
+	}
 	ident := &auth.Identity{User: "alice"}
 	c1 := s.newConn(nil, ident, "d1")
 	if err := s.attach(c1); err != nil {
@@ -518,7 +527,7 @@ func TestGraceTimerFiredDuringAttach(t *testing.T) {
 	}
 	unlock := s.presence.Lock("alice") // holds back the first expire once its timer fires
 	s.detach(c1)
-	time.Sleep(grace + 150*time.Millisecond) // the first timer fires; its expire waits for the lock
+	waitFor(t, "the first timer to fire", func() bool { return started.Load() == 1 }) // its expire waits for the lock
 	c2 := s.newConn(nil, ident, "d2")
 	if err := s.attach(c2); err != nil { // too late to stop the first timer
 		unlock()
@@ -531,7 +540,7 @@ func TestGraceTimerFiredDuringAttach(t *testing.T) {
 	if d := time.Since(start); d < grace {
 		t.Fatalf("bye %v after the last connection ended, before the grace period (%v) was over", d, grace)
 	}
-	time.Sleep(grace) // no condition to wait on: a second bye would come from a timer, if at all
+	waitFor(t, "both expires to end", func() bool { return done.Load() == 2 }) // a second bye would come from one
 	f.mu.Lock()
 	n := len(f.byes)
 	f.mu.Unlock()

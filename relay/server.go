@@ -65,6 +65,8 @@ type Server struct {
 	wg         sync.WaitGroup // connections, listeners and the heartbeat
 	stopOnce   sync.Once
 	unwatch    func() // stops watching the NATS connection's status
+
+	expireHook func(done bool) // tests: runs when a grace timer's expire starts and when it is done
 	done       chan struct{}
 }
 
@@ -335,6 +337,10 @@ func (s *Server) expire(u *user, gen uint64) {
 		return
 	}
 	defer s.wg.Done()
+	if s.expireHook != nil {
+		s.expireHook(false)
+		defer s.expireHook(true)
+	}
 	unlock := s.presence.Lock(u.id)
 	defer unlock()
 	s.mu.Lock()

@@ -53,3 +53,7 @@ func ClientID(n *Node) uint64 {
 
 // MaxParallelCatchUps bounds the replicas that read their logs at once after a reconnect.
 const MaxParallelCatchUps = maxParallelCatchUps
+
+// OnVanishCheck runs fn once the node, having dropped a temporary object, has removed it or kept it for
+// another node's users.
+func OnVanishCheck(n *Node, fn func(obj string)) { n.afterVanishCheck = fn }

@@ -78,8 +78,9 @@ type Node struct {
 	// lost with its NATS server) holds none of what the replicas applied, and they start over.
 	streamBorn map[string]time.Time
 
-	beforeFetch    func(subject string) // tests: runs before each log read
-	beforeRegister func()               // tests: runs between a session's upgrade and its registration
+	beforeFetch      func(subject string) // tests: runs before each log read
+	beforeRegister   func()               // tests: runs between a session's upgrade and its registration
+	afterVanishCheck func(obj string)     // tests: runs once a dropped temporary object was removed or kept
 
 	ctx    context.Context // ends at Shutdown, after the writes in flight are done
 	cancel context.CancelFunc
@@ -493,6 +494,9 @@ func (n *Node) addInterest(ctx context.Context, key objKey) {
 // vanishIfUnused ends a temporary object's epoch once no live node has users of it: a reset entry
 // (committed only if nobody wrote since) tells every replica, and expires from the log after resetTTL.
 func (n *Node) vanishIfUnused(o *object) {
+	if n.afterVanishCheck != nil {
+		defer n.afterVanishCheck(o.key.name)
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, natsTimeout)
 	defer cancel()
 	tok := o.key.token()

@@ -141,13 +141,19 @@ func TestTemporaryObjectStaysWhileAnotherNodeUsesIt(t *testing.T) {
 	srv := startNATS(t, "")
 	grace := func(c *sharedobject.Config) { c.TempGrace = 50 * time.Millisecond }
 	n1, n2 := startNode(t, srv, grace), startNode(t, srv, grace)
+	checked := make(chan struct{}, 1)
+	sharedobject.OnVanishCheck(n1.node, func(string) { checked <- struct{}{} })
 	a, b := dial(t, n1.url, ""), dial(t, n2.url, "")
 	sub(t, a, "shared", false)
 	sub(t, b, "shared", false)
 	update(t, a, "shared", false, set("k", 0, 1))
 	nextSync(t, b)
 	a.Close()
-	time.Sleep(300 * time.Millisecond) // several grace periods: n1 has dropped its replica by now
+	select { // node 1 dropped its replica and decided whether the object goes
+	case <-checked:
+	case <-time.After(waitLimit):
+		t.Fatal("node 1 never dropped its replica")
+	}
 	c := dial(t, n1.url, "")
 	if s := sub(t, c, "shared", false); codes(s) != "clear change:k=1" {
 		t.Fatalf("object vanished while node 2 still had a subscriber: %q", codes(s))
