@@ -148,6 +148,13 @@ func (m *modelRun) entry(p *program) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	if prev := m.ts; prev == 0 && h%7 != 0 {
+		// Requests of entries without a clock (ts 0) are dated by the first entry with one, as the memory
+		// adopts them: remembered a whole window from then, never for less.
+		for i := range m.ids {
+			m.ids[i].ts = int64(h % 7)
+		}
+	}
 	m.ts += int64(h % 7)
 	data := EncodeEntry(m.ts, ops)
 	e, err := DecodeEntry(data)
