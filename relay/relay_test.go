@@ -311,8 +311,8 @@ func TestTCPAuth(t *testing.T) {
 	for _, tc := range cases {
 		p := dialTCP(t, f.tcp)
 		p.write(tc.first)
-		if e := p.nextOp("error"); e.Get("code").Str != tc.code {
-			t.Errorf("%s: %s", tc.name, e.Raw)
+		if e := p.nextOp("error"); e.Get("code").Str != tc.code || strings.HasPrefix(e.Get("message").Str, tc.code) {
+			t.Errorf("%s: %s (want code %s and a message that says what to fix)", tc.name, e.Raw, tc.code)
 		}
 		if c := p.nextOp("close"); c.Get("code").Int() != int64(tc.close) {
 			t.Errorf("%s: %s", tc.name, c.Raw)

@@ -133,6 +133,9 @@ func (s *Server) authTCP(t *tcpConn, frame []byte) *conn {
 		if errors.As(err, &ae) && ae.Code == wire.CodeTokenExpired {
 			return fail(wire.CodeTokenExpired, ae.Message, closeTokenExpired)
 		}
+		if ae != nil {
+			return fail(ae.Code, ae.Message, closeUnauthorized)
+		}
 		return fail(wire.CodeUnauthorized, err.Error(), closeUnauthorized)
 	}
 	c := s.newConn(t, ident, device.Str)

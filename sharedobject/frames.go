@@ -11,7 +11,6 @@ import (
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
-// wireErr is a refusal with a stable code (wire.Code…), sent in an error frame or an API reply.
 // clientFrame is one decoded client frame. Fields not used by its op are zero.
 type clientFrame struct {
 	op         string

@@ -332,7 +332,6 @@ func (n *Node) resetStream(stream string) {
 	}
 }
 
-// newState is an empty replica with this node's at-most-once settings.
 // rememberedBudget is the default bound of an object's memory: what a snapshot can carry (base64, 4/3 of
 // the bytes) beside a full object and the room kept for its other parts, under NATS's max_payload.
 func rememberedBudget(maxPayload int64, maxObjectBytes int) int {
@@ -340,6 +339,7 @@ func rememberedBudget(maxPayload int64, maxObjectBytes int) int {
 	return int(max(min(room, maxRememberedBytes), 0))
 }
 
+// newState is an empty replica with this node's at-most-once settings.
 func (n *Node) newState() *model.State {
 	return model.NewStateWith(n.cfg.DuplicateWindow, n.cfg.Limits.MaxRememberedBytes)
 }

@@ -31,8 +31,9 @@ const (
 	HdrExceptConn = "Rso-Except-Conn" // skip this connection (the one that caused the frames)
 	HdrDevice     = "Rso-Device"      // write only to connections of this device
 
-	// HdrRefused on a reply to SubjFrame says that the frame was refused: the reply is an error frame, and
-	// the relay counts it toward the client's budget of refused frames.
+	// HdrRefused on a reply to SubjFrame says that the frame was refused for what the client sent: the
+	// reply is an error frame, and the relay counts it toward the client's budget of refused frames. A
+	// refusal for the service's own state (busy, unavailable, internal) is not flagged.
 	HdrRefused = "Rso-Refused"
 
 	// BucketNodes holds one key per live relay node (memory, TTL), refreshed every heartbeat by the relay
@@ -123,7 +124,7 @@ func ParseEnvelope(data []byte) (*Envelope, string, error) {
 }
 
 // FrameReply is the answer to an Envelope: frames for the sending connection, separated by '\n' (none:
-// nothing to write), marked when the frame was refused.
+// nothing to write), marked when they refuse the frame for what the client sent.
 func FrameReply(frames []byte, refused bool) *nats.Msg {
 	m := &nats.Msg{Data: frames}
 	if refused {

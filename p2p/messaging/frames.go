@@ -42,7 +42,7 @@ func sentFrame(id, to string, seq uint64, ts int64, duplicate bool) []byte {
 	b = append(b, `,"to":`...)
 	b = jsonx.AppendString(b, to)
 	b = append(b, `,"seq":`...)
-	b = appendUint(b, seq)
+	b = jsonx.AppendUint(b, seq)
 	b = append(b, `,"ts":`...)
 	b = appendInt(b, ts)
 	if duplicate {
@@ -76,7 +76,7 @@ func appendMessage(b []byte, withOp bool, seq uint64, record []byte) []byte {
 	} else {
 		b = append(b, `{"seq":`...)
 	}
-	b = appendUint(b, seq)
+	b = jsonx.AppendUint(b, seq)
 	if len(record) > 2 && record[0] == '{' {
 		b = append(b, ',')
 		return append(b, record[1:]...)
@@ -93,7 +93,7 @@ func receiptFrame(peer, by, kind string, seq uint64) []byte {
 	b = append(b, `,"kind":"`...)
 	b = append(b, kind...)
 	b = append(b, `","seq":`...)
-	b = appendUint(b, seq)
+	b = jsonx.AppendUint(b, seq)
 	return append(b, '}')
 }
 
@@ -104,7 +104,7 @@ func presenceFrame(user, status string, rev uint64) []byte {
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","rev":`...)
-	b = appendUint(b, rev)
+	b = jsonx.AppendUint(b, rev)
 	return append(b, '}')
 }
 

@@ -120,7 +120,7 @@ func (s *Service) history(ctx context.Context, c caller, f *request) ([]byte, *w
 	b = append(b, `,"peer":`...)
 	b = jsonx.AppendString(b, f.peer)
 	b = append(b, `,"last":`...)
-	b = appendUint(b, h.seq)
+	b = jsonx.AppendUint(b, h.seq)
 	b = append(b, `,"messages":`...)
 	b = appendMessages(b, msgs)
 	b = append(b, `,"more":`...)
@@ -239,7 +239,7 @@ func (s *Service) sync(ctx context.Context, c caller, f *request) ([]byte, *wire
 			b = append(b, `,"`...)
 			b = append(b, kv.k...)
 			b = append(b, `":`...)
-			b = appendUint(b, kv.v)
+			b = jsonx.AppendUint(b, kv.v)
 		}
 		b = append(b, `,"messages":`...)
 		b = appendMessages(b, cv.messages)

@@ -152,3 +152,18 @@ func TestMarkerPurgeIsConditional(t *testing.T) {
 		t.Fatal("marker gone")
 	}
 }
+
+// Only refusals of what the client sent are flagged for the relay's abuse count: a client re-sending as
+// told while the service restarts or is busy must never be closed with 4009 for it.
+func TestOnlyTheClientsFaultsAreFlaggedRefused(t *testing.T) {
+	s, _ := newPresenceService(t)
+	c := caller{user: "alice", device: "d", conn: "c1", node: "n1"}
+	if out, refused := s.handle(context.Background(), c, []byte(`{"op":"send","id":"x"}`)); !refused {
+		t.Errorf("a send without to or body answered %s, not flagged refused", out)
+	}
+	s.closing.Store(true)
+	defer s.closing.Store(false)
+	if out, refused := s.handle(context.Background(), c, []byte(`{"op":"send","id":"y","to":"bob","body":1}`)); refused {
+		t.Errorf("the restarting service's answer %s is flagged as the client's fault", out)
+	}
+}

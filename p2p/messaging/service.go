@@ -159,7 +159,7 @@ func (s *Service) serve() error {
 		refuse         func(m *nats.Msg, e *wire.Error) // answers a refused request
 	}
 	refuseFrame := func(m *nats.Msg, e *wire.Error) {
-		m.RespondMsg(chatbus.FrameReply(errorFrame(e, envelopeID(m.Data)), true))
+		m.RespondMsg(chatbus.FrameReply(errorFrame(e, envelopeID(m.Data)), clientsFault(e)))
 	}
 	refuseJSON := func(m *nats.Msg, e *wire.Error) { proto.RespondJSON(m, chatbus.Reply{Error: e}) }
 	ignore := func(*nats.Msg, *wire.Error) {} // a notice: nobody waits for an answer
@@ -293,7 +293,7 @@ type caller struct {
 func (s *Service) onFrame(ctx context.Context, m *nats.Msg) {
 	env, id, err := chatbus.ParseEnvelope(m.Data)
 	if err != nil {
-		m.RespondMsg(chatbus.FrameReply(errorFrame(wire.Errorf(wire.CodeInternal, "%v", err), id), true))
+		m.RespondMsg(chatbus.FrameReply(errorFrame(wire.Errorf(wire.CodeInternal, "%v", err), id), false))
 		return
 	}
 	c := caller{user: env.User, device: env.Device, conn: env.Conn, node: env.Node}
@@ -301,14 +301,14 @@ func (s *Service) onFrame(ctx context.Context, m *nats.Msg) {
 	if err := m.RespondMsg(chatbus.FrameReply(out, refused)); err != nil {
 		// Too large for NATS, or the connection is gone: the relay must not wait for its timeout.
 		s.log.Warn("cannot answer a frame", "user", c.user, "bytes", len(out), "err", err)
-		m.RespondMsg(chatbus.FrameReply(errorFrame(wire.Errorf(wire.CodeInternal, "the answer could not be sent (%d bytes): %v", len(out), err), id), true))
+		m.RespondMsg(chatbus.FrameReply(errorFrame(wire.Errorf(wire.CodeInternal, "the answer could not be sent (%d bytes): %v", len(out), err), id), false))
 	}
 }
 
-// handle answers one client frame; refused tells that the answer is an error frame.
+// handle answers one client frame; refused tells that the answer refuses what the client sent.
 func (s *Service) handle(ctx context.Context, c caller, frame []byte) (out []byte, refused bool) {
 	if s.closing.Load() {
-		return errorFrame(wire.Errorf(wire.CodeUnavailable, "the chat service is restarting; retry (same id)"), wire.PeekID(frame)), true
+		return errorFrame(wire.Errorf(wire.CodeUnavailable, "the chat service is restarting; retry (same id)"), wire.PeekID(frame)), false
 	}
 	f, werr := parseRequest(frame, &s.cfg)
 	if werr != nil {
@@ -316,7 +316,7 @@ func (s *Service) handle(ctx context.Context, c caller, frame []byte) (out []byt
 		if id == "" {
 			id = wire.PeekID(frame)
 		}
-		return errorFrame(werr, id), true
+		return errorFrame(werr, id), clientsFault(werr)
 	}
 	switch f.op {
 	case "send":
@@ -337,9 +337,16 @@ func (s *Service) handle(ctx context.Context, c caller, frame []byte) (out []byt
 		out, werr = s.signal(ctx, c, &f)
 	}
 	if werr != nil {
-		return errorFrame(werr, f.id), true
+		return errorFrame(werr, f.id), clientsFault(werr)
 	}
 	return out, false
+}
+
+// clientsFault tells whether a refusal is about what the client sent, which the relay counts toward the
+// client's refused frames (4009), or about the service's own state (busy, unavailable, internal), which a
+// client re-sending as told must never be closed for.
+func clientsFault(e *wire.Error) bool {
+	return e.Code != wire.CodeBusy && e.Code != wire.CodeUnavailable && e.Code != wire.CodeInternal
 }
 
 // publishTo sends frames to every connection of user, on every relay node. except skips the connection
