@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rso-server/rso/demos"
 	"github.com/rso-server/rso/internal/auth"
@@ -70,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return exitUsage
 	}
 
-	m := NewMain(cfg, slog.New(slog.NewTextHandler(stderr, nil)))
+	m := NewMain(cfg, newLogger(&cfg, stderr))
 	if err := m.Run(ctx); err != nil {
 		m.Close()
 		if ctx.Err() != nil {
@@ -106,6 +107,9 @@ type Main struct {
 	ln   net.Listener
 	http *http.Server
 
+	reg                    *prometheus.Registry // served at /metrics on -metrics-addr
+	metricsHTTP, debugHTTP *http.Server         // nil when off
+
 	// Until ready, every HTTP request is answered 503 with what startup waits for (starting);
 	// then mux serves.
 	ready    atomic.Bool
@@ -130,7 +134,7 @@ type Main struct {
 
 // NewMain returns a Main for cfg; nothing starts until Run.
 func NewMain(cfg Config, log *slog.Logger) *Main {
-	return &Main{cfg: cfg, log: log, serveDone: make(chan struct{})}
+	return &Main{cfg: cfg, log: log, serveDone: make(chan struct{}), reg: newRegistry()}
 }
 
 // Run starts everything and returns once rso serves, or with the first failure (then call Close).
@@ -143,6 +147,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("cannot listen on %s: %s (is another rso running? change %s)", c.Addr, errnoText(err), c.label("addr"))
 	}
 	m.ln = ln
+	if err := m.listenOperator(); err != nil {
+		return err
+	}
 	// Serve at once: until everything runs, /healthz says what startup waits for (503) and the other
 	// paths answer 503 too, instead of leaving connections unanswered in the listen queue.
 	m.http = &http.Server{
@@ -160,6 +167,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.watchNATS()
+	m.registerNATS()
 
 	// From here every step needs JetStream, which a cluster that is still forming (members starting in any
 	// order, leaders being elected) cannot give yet: each step is retried until -startup-timeout.
@@ -226,7 +234,8 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.warnings()
 	m.log.Info("rso started", "addr", ln.Addr().String(), "nats", m.natsMode(), "data", m.dataDesc(),
-		"node", c.NodeID, "auth", m.authDesc(), "relay-tcp", m.relayTCPDesc(), "demos", m.demosDesc())
+		"node", c.NodeID, "auth", m.authDesc(), "relay-tcp", m.relayTCPDesc(), "demos", m.demosDesc(),
+		"metrics", offIfEmpty(c.MetricsAddr), "debug", offIfEmpty(c.DebugAddr))
 	return nil
 }
 
@@ -652,6 +661,9 @@ func (m *Main) close() error {
 	if m.started != nil {
 		_ = m.started.Unsubscribe()
 	}
+	opCtx, opCancel := context.WithTimeout(context.Background(), httpShutdownWait)
+	m.closeOperator(opCtx)
+	opCancel()
 	// Sockets first (clients get 1012 and reconnect elsewhere), then the services they were using.
 	shutdown := func(what string, stop func(context.Context) error) {
 		ctx, cancel := context.WithTimeout(context.Background(), nodeShutdownWait)

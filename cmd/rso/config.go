@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -54,6 +55,13 @@ type Config struct {
 	PresenceGrace   time.Duration // how long a user stays online after its last connection closed
 	MaxMessageBytes int           // largest private message body
 	RelayLimits     relay.Limits
+
+	// Operating it.
+	MetricsAddr string     // HOST:PORT serving /metrics (Prometheus); "" = off
+	DebugAddr   string     // loopback HOST:PORT serving /debug/pprof/; "" = off
+	AdminToken  []byte     // bearer token for /metrics (and the admin API); nil: loopback only
+	LogLevel    slog.Level // debug, info, warn or error
+	LogJSON     bool       // -log-format json
 
 	from map[string]string // option name → where its value came from: "-name", "RSO_NAME" or "default"
 }
@@ -146,7 +154,7 @@ func options(nodeID string) []option {
 				c.TokenSecret = []byte(v)
 				return nil
 			}},
-		{name: "insecure", def: "false", isBool: true, meaning: "allow anonymous clients although -addr is not a loopback address, and an embedded NATS port on a non-loopback address without authentication",
+		{name: "insecure", def: "false", isBool: true, meaning: "allow anonymous clients although -addr is not a loopback address, an embedded NATS port on a non-loopback address without authentication, and -metrics-addr off loopback without -admin-token",
 			set: func(c *Config, v string) (err error) { c.Insecure, err = parseBool(v); return err }},
 		{name: "fsync", def: "false", isBool: true, meaning: "embedded JetStream syncs every write to disk before acknowledging it (off: written to the OS before the ack, which survives a crash of rso but not of the machine; synced every 2 minutes)",
 			set: func(c *Config, v string) (err error) { c.Fsync, err = parseBool(v); return err }},
@@ -194,6 +202,56 @@ func options(nodeID string) []option {
 			set: func(c *Config, v string) (err error) {
 				c.RelayLimits.MessagesPerSecond, err = positiveFloat(v)
 				return err
+			}},
+		{name: "metrics-addr", def: "", defText: "off", meaning: "HOST:PORT serving Prometheus metrics at /metrics; a non-loopback address needs -admin-token (or -insecure)",
+			set: func(c *Config, v string) error {
+				c.MetricsAddr = v
+				if v == "" {
+					return nil
+				}
+				return checkHostPort(v, 0)
+			}},
+		{name: "admin-token", def: "", defText: "none", secret: true, meaning: "bearer token (at least 16 bytes) that /metrics requires in \"Authorization: Bearer …\" (prefer the environment variable: flags show in ps)",
+			set: func(c *Config, v string) error {
+				c.AdminToken = nil
+				if v == "" {
+					return nil
+				}
+				if len(v) < minSecretBytes {
+					return fmt.Errorf("too short (%d bytes); use at least %d random bytes, e.g. the output of: openssl rand -hex 32", len(v), minSecretBytes)
+				}
+				c.AdminToken = []byte(v)
+				return nil
+			}},
+		{name: "debug-addr", def: "", defText: "off", meaning: "loopback HOST:PORT serving Go's profiler at /debug/pprof/ (for rso-bench and go tool pprof)",
+			set: func(c *Config, v string) error {
+				c.DebugAddr = v
+				if v == "" {
+					return nil
+				}
+				if err := checkHostPort(v, 0); err != nil {
+					return err
+				}
+				if !isLoopback(v) {
+					return errors.New("must be a loopback address (127.0.0.1:PORT): profiles show memory contents and cost CPU")
+				}
+				return nil
+			}},
+		{name: "log-level", def: "info", meaning: "least important log lines written: debug, info, warn or error",
+			set: func(c *Config, v string) error {
+				if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil || strings.ContainsAny(v, "+-") {
+					return errors.New("want debug, info, warn or error")
+				}
+				return nil
+			}},
+		{name: "log-format", def: "text", meaning: "log lines as text (key=value) or json (one object per line)",
+			set: func(c *Config, v string) error {
+				switch v {
+				case "text", "json":
+					c.LogJSON = v == "json"
+					return nil
+				}
+				return errors.New("want text or json")
 			}},
 		limit("max-frame-bytes", d.MaxFrameBytes, "largest frame a client may send, in bytes", func(l *sharedobject.Limits) *int { return &l.MaxFrameBytes }),
 		limit("max-value-bytes", d.MaxValueBytes, "largest slot value, in bytes", func(l *sharedobject.Limits) *int { return &l.MaxValueBytes }),
@@ -300,6 +358,10 @@ func (c *Config) check() error {
 	if len(c.TokenSecret) == 0 && !c.Insecure && !isLoopback(c.Addr) {
 		return fmt.Errorf("%s %q is not a loopback address and there is no -token-secret, so anyone who can reach it could read and change every object: set -token-secret (or RSO_TOKEN_SECRET), listen on 127.0.0.1, or add -insecure to allow it anyway",
 			c.label("addr"), c.Addr)
+	}
+	if c.MetricsAddr != "" && len(c.AdminToken) == 0 && !c.Insecure && !isLoopback(c.MetricsAddr) {
+		return fmt.Errorf("%s %q is not a loopback address and there is no -admin-token, so anyone who can reach it could read the server's numbers: set -admin-token (or RSO_ADMIN_TOKEN), listen on 127.0.0.1, or add -insecure to allow it anyway",
+			c.label("metrics-addr"), c.MetricsAddr)
 	}
 	if len(c.TokenSecret) == 0 && !c.Insecure && c.RelayTCP != "" && !isLoopback(c.RelayTCP) {
 		return fmt.Errorf("%s %q is not a loopback address and there is no -token-secret, so anyone who can reach it could read every private chat: set -token-secret (or RSO_TOKEN_SECRET), listen on 127.0.0.1, or add -insecure to allow it anyway",

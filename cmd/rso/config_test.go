@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -88,6 +89,11 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		"presence-grace":            {"1s", "2s"},
 		"max-message-bytes":         {"1017", "1018"},
 		"relay-messages-per-second": {"3.5", "4.5"},
+		"metrics-addr":              {"127.0.0.1:9001", "127.0.0.1:9002"},
+		"admin-token":               {"env-admin-0123456789", "flag-admin-0123456789"},
+		"debug-addr":                {"127.0.0.1:6001", "127.0.0.1:6002"},
+		"log-level":                 {"warn", "error"},
+		"log-format":                {"json", "text"},
 	}
 	opts := options("x")
 	if len(opts) != len(values) {
@@ -135,7 +141,8 @@ func TestEveryOptionHasFlagAndEnv(t *testing.T) {
 		if cEnv.from[o.name] != envName(o.name) || cFlag.from[o.name] != "-"+o.name || cDef.from[o.name] != "default" {
 			t.Errorf("%s: sources %q %q %q", o.name, cEnv.from[o.name], cFlag.from[o.name], cDef.from[o.name])
 		}
-		if eq(cEnv, cFlag) || eq(cEnv, cDef) || (!o.isBool && eq(cFlag, cDef)) {
+		twoValues := o.isBool || o.name == "log-format" // the flag can only repeat the default
+		if eq(cEnv, cFlag) || eq(cEnv, cDef) || (!twoValues && eq(cFlag, cDef)) {
 			t.Errorf("%s: flag, env and default do not give three different configs", o.name)
 		}
 	}
@@ -502,5 +509,36 @@ func TestRelayTCPLoopbackRule(t *testing.T) {
 	}
 	if _, err := parseConfig([]string{"-relay-tcp", "nonsense"}, env{}.get); err == nil || !strings.Contains(err.Error(), "HOST:PORT") {
 		t.Errorf("-relay-tcp nonsense: %v, want a HOST:PORT hint", err)
+	}
+}
+
+// The operator's listeners: metrics off a loopback address only with a token (or -insecure), the profiler
+// on loopback only, log level and format checked.
+func TestOperatorOptions(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		e    env
+		want string // part of the error; "" = accepted
+	}{
+		{[]string{"-metrics-addr", "127.0.0.1:9090"}, env{}, ""},
+		{[]string{"-metrics-addr", "0.0.0.0:9090"}, env{}, "no -admin-token"},
+		{[]string{"-metrics-addr", "0.0.0.0:9090"}, env{"RSO_ADMIN_TOKEN": "0123456789abcdef"}, ""},
+		{[]string{"-metrics-addr", "0.0.0.0:9090", "-insecure"}, env{}, ""},
+		{[]string{"-admin-token", "short"}, env{}, "too short"},
+		{[]string{"-debug-addr", "0.0.0.0:6060"}, env{}, "loopback"},
+		{[]string{"-debug-addr", "127.0.0.1:6060"}, env{}, ""},
+		{[]string{"-log-level", "loud"}, env{}, "debug, info, warn or error"},
+		{[]string{"-log-level", "warn", "-log-format", "json"}, env{}, ""},
+		{[]string{"-log-format", "xml"}, env{}, "text or json"},
+	} {
+		c, err := parseConfig(tc.args, tc.e.get)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one saying %q", tc.args, err, tc.want)
+		case tc.want == "" && strings.Contains(strings.Join(tc.args, " "), "warn") && (c.LogLevel != slog.LevelWarn || !c.LogJSON):
+			t.Errorf("%v: level %v json %v", tc.args, c.LogLevel, c.LogJSON)
+		}
 	}
 }
