@@ -36,7 +36,9 @@ func (n *Node) serveAPI() error {
 			select {
 			case n.apiSlots <- struct{}{}:
 			default:
-				out, _ := json.Marshal(failed(wire.Errorf(wire.CodeBusy, "this node is working on %d server-API requests; retry shortly", maxAPIHandlers)))
+				rep := failed(wire.Errorf(wire.CodeBusy, "this node is working on %d server-API requests; retry shortly", maxAPIHandlers))
+				n.met.apiAnswered(op, rep.Error)
+				out, _ := json.Marshal(rep)
 				m.Respond(out)
 				return
 			}
@@ -44,7 +46,9 @@ func (n *Node) serveAPI() error {
 			go func() {
 				defer n.wg.Done()
 				defer func() { <-n.apiSlots }()
-				out, _ := json.Marshal(n.handleAPI(op, m.Data))
+				rep := n.handleAPI(op, m.Data)
+				n.met.apiAnswered(op, rep.Error)
+				out, _ := json.Marshal(rep)
 				m.Respond(out)
 			}()
 		})

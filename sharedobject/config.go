@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
@@ -56,6 +58,10 @@ type Config struct {
 	Replicas        int           // JetStream replicas of the object streams (default 1)
 	Auth            *auth.Verifier
 	Logger          *slog.Logger
+	// Registerer is where the node registers its Prometheus collectors (cmd/rso passes the registry it
+	// serves at /metrics); nil: they count into a private registry and are not exported. A node registers
+	// its collectors once, so two nodes need two registries.
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) withDefaults() error {

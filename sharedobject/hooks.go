@@ -145,9 +145,21 @@ func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
 	o.mu.Unlock()
 	ctx, cancel := context.WithTimeout(o.node.ctx, h.timeout)
 	defer cancel()
+	met := o.node.met
+	start := time.Now()
 	reply, err := o.node.nc.RequestWithContext(ctx, h.cfg.Subject, req)
+	met.hookDuration.Observe(time.Since(start).Seconds())
 	if err == nil && (!gjson.ValidBytes(reply.Data) || !utf8.Valid(reply.Data) || !gjson.ParseBytes(reply.Data).IsObject()) {
 		err = errBadHookReply // checked at the boundary like any frame: garbage is no answer, not an approval
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, errBadHookReply):
+		met.hookGarbled.Inc()
+	case errors.Is(err, context.DeadlineExceeded):
+		met.hookTimeout.Inc()
+	default:
+		met.hookUnavailable.Inc()
 	}
 	if err != nil {
 		if h.cfg.FailOpen {
@@ -176,6 +188,11 @@ func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
 		v.reject[k.String()] = why.String()
 		return true
 	})
+	if len(v.reject) > 0 {
+		met.hookRejected.Inc()
+	} else {
+		met.hookAccepted.Inc()
+	}
 	return v, true
 }
 

@@ -63,6 +63,7 @@ type Node struct {
 	id    string // also the KV key of this node
 	log   *slog.Logger
 	hooks *hookTable
+	met   *nodeMetrics
 
 	interest jetstream.KeyValue
 	nodes    jetstream.KeyValue
@@ -121,6 +122,7 @@ func NewNode(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, js: js, cfg: cfg, id: ids.Safe(cfg.NodeID), log: cfg.Logger,
 		objects: map[objKey]*object{}, sessions: map[*session]struct{}{}, done: make(chan struct{}),
 		apiSlots: make(chan struct{}, maxAPIHandlers), streamBorn: map[string]time.Time{},
+		met: newNodeMetrics(cfg.Registerer),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.link, n.linkCancel = context.WithCancel(n.ctx)
@@ -423,6 +425,7 @@ func (n *Node) acquire(ctx context.Context, key objKey) (*object, error) {
 	if created {
 		o = newObject(n, key)
 		n.objects[key] = o
+		n.met.objects.Inc()
 	}
 	o.users++
 	if o.grace != nil {
@@ -446,6 +449,7 @@ func (n *Node) acquire(ctx context.Context, key objKey) (*object, error) {
 		n.mu.Lock()
 		if n.objects[key] == o {
 			delete(n.objects, key)
+			n.met.objects.Dec()
 		}
 		n.mu.Unlock()
 		return nil, fmt.Errorf("cannot load object %q: %w", key.name, o.loadErr)
@@ -471,6 +475,7 @@ func (n *Node) expire(o *object) {
 		return
 	}
 	delete(n.objects, o.key)
+	n.met.objects.Dec()
 	n.mu.Unlock()
 	if o.liveSub != nil {
 		o.liveSub.Unsubscribe()
@@ -577,7 +582,9 @@ func (n *Node) publishOpts(ctx context.Context, subject string, data []byte, exp
 	if ttl > 0 {
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
+	start := time.Now()
 	ack, err := n.js.PublishMsg(ctx, m, opts...)
+	n.met.publish.Observe(time.Since(start).Seconds())
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {

@@ -81,6 +81,7 @@ type pendingReply struct {
 type rejectNote struct {
 	name   string
 	reason string
+	hook   bool // refused by a validation hook (reason is its text), not for a conflict
 }
 
 // rejectsLocked adds the rejects to an answer, with each slot's committed value.
@@ -168,6 +169,8 @@ func (o *object) onLive(m *nats.Msg) {
 func (o *object) catchUp(ctx context.Context) error {
 	o.catching.Lock()
 	defer o.catching.Unlock()
+	start := time.Now()
+	defer func() { o.node.met.catchUp.Observe(time.Since(start).Seconds()) }()
 	restarted, wiped := false, false
 	for {
 		o.mu.Lock()
@@ -263,10 +266,14 @@ func (o *object) applyLocked(seq uint64, e *model.Entry) {
 			if op.Msg.ID != "" {
 				o.state.RememberMessage(op.Msg)
 			}
-			f := wsconn.NewShared(messageFrame(o.key.name, o.key.persistent, op.Msg))
+			frame := messageFrame(o.key.name, o.key.persistent, op.Msg)
+			f, sent := wsconn.NewShared(frame), 0
 			for s := range o.subs {
-				s.sendShared(f)
+				if s.sendShared(f) {
+					sent++
+				}
 			}
+			o.node.met.delivered(sent, len(frame))
 		case op.Lock != nil:
 			o.state.Lock = *op.Lock
 			o.wakeWritersLocked()
@@ -301,12 +308,13 @@ func (o *object) applyCommitLocked(c *model.Commit) {
 		others = f.end()
 	}
 	if others != nil {
-		f := wsconn.NewShared(others)
+		f, sent := wsconn.NewShared(others), 0
 		for s := range o.subs {
-			if s.origin != c.Origin {
-				s.sendShared(f)
+			if s.origin != c.Origin && s.sendShared(f) {
+				sent++
 			}
 		}
+		o.node.met.delivered(sent, len(others))
 	}
 	if reply != nil {
 		f := beginSync(o.key.name, o.key.persistent, o.state.Epoch, o.state.Version, c.ID)
@@ -378,6 +386,9 @@ func (o *object) wakeWritersLocked() {
 func (o *object) subscribe(s *session, epoch string, version uint64, known bool, id string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if _, ok := o.subs[s]; !ok {
+		o.node.met.subscriptions.Inc()
+	}
 	o.subs[s] = struct{}{}
 	s.send(o.syncFrameLocked(epoch, version, known, id))
 }
@@ -386,6 +397,9 @@ func (o *object) unsubscribe(s *session) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	_, ok := o.subs[s]
+	if ok {
+		o.node.met.subscriptions.Dec()
+	}
 	delete(o.subs, s)
 	for k, r := range o.awaiting {
 		if r.sess == s {

@@ -100,11 +100,13 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sid := randomID(9)
 	s := &session{
 		node:   n,
-		conn:   wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * lim.MaxFrameBytes, OutboundBytes: lim.OutboundBytes}),
+		conn:   wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * lim.MaxFrameBytes, OutboundBytes: lim.OutboundBytes, OnClose: n.met.ep.Closed}),
 		ident:  ident,
 		origin: n.id + "/" + sid,
 		rate:   rate.NewLimiter(rate.Limit(lim.FramesPerSecond), int(2*lim.FramesPerSecond)+1),
 	}
+	n.met.ep.Opened.Inc()
+	n.met.ep.Connections.Inc()
 	if n.beforeRegister != nil {
 		n.beforeRegister()
 	}
@@ -116,7 +118,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n.mu.Unlock()
 	if closing {
 		s.close(closeRestart, "server restarting; reconnect")
-		s.conn.Serve(func([]byte) {}, func(error) {})
+		s.conn.Serve(func([]byte) {}, func(error) { n.met.ep.Connections.Dec() })
 		return
 	}
 	s.send(n.helloFrame(sid, ident.User))
@@ -132,6 +134,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			expiry.Stop()
 		}
 		s.cleanup()
+		n.met.ep.Connections.Dec()
 	})
 }
 
@@ -156,10 +159,21 @@ func (n *Node) helloFrame(sid, user string) []byte {
 	return append(b, '}')
 }
 
-func (s *session) send(frame []byte) { s.conn.Send(frame) }
+func (s *session) send(frame []byte) {
+	if s.conn.Send(frame) == nil {
+		s.node.met.delivered(1, len(frame))
+	}
+}
 
-// sendShared queues a frame that many sessions get (a broadcast).
-func (s *session) sendShared(f *wsconn.Shared) { s.conn.SendShared(f) }
+// sendShared queues a frame that many sessions get (a broadcast); it reports whether it was queued. The
+// caller counts the deliveries, once per broadcast (nodeMetrics.delivered).
+func (s *session) sendShared(f *wsconn.Shared) bool { return s.conn.SendShared(f) == nil }
+
+// sendError answers with an error frame, and counts it.
+func (s *session) sendError(e *wire.Error, id, obj string, persistent bool) {
+	s.node.met.ep.Refused(e.Code)
+	s.send(errorFrame(e, id, obj, persistent))
+}
 
 func (s *session) close(code int, text string) { s.conn.Close(code, text) }
 
@@ -212,7 +226,7 @@ func (s *session) handle(raw []byte) {
 
 // refuse answers a bad frame with an error frame; a client that keeps sending bad frames is disconnected.
 func (s *session) refuse(e *wire.Error, f clientFrame) {
-	s.send(errorFrame(e, f.id, f.obj, f.persistent))
+	s.sendError(e, f.id, f.obj, f.persistent)
 	if s.errs == nil {
 		s.errs = rate.NewLimiter(1, errorBudget) // refuse runs on the reader goroutine only
 	}
@@ -240,7 +254,7 @@ func (s *session) subscribe(key objKey, f clientFrame) {
 		o, err = s.node.acquire(ctx, key)
 		cancel()
 		if err != nil {
-			s.send(errorFrame(wire.Errorf(wire.CodeUnavailable, "%v", err), f.id, f.obj, f.persistent))
+			s.sendError(wire.Errorf(wire.CodeUnavailable, "%v", err), f.id, f.obj, f.persistent)
 			return
 		}
 		s.mu.Lock()

@@ -36,6 +36,9 @@ type writeReq struct {
 	holds    string           // server-side write made under this lock: may pass it
 	unlockID string           // release this lock once the write is committed
 	retries  int
+	// what its draft's commit does to slots, counted once the commit is stored (rso_so_slot_changes_total)
+	accepted int
+	rejects  []rejectNote
 	version  uint64 // the version its commit reached (or the object's, when it committed nothing)
 	done     chan writeResult
 }
@@ -132,6 +135,7 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 		// The object changed while the hook was deciding: ask again with the new state.
 		o.wq = append(reqs, o.wq...)
 		o.mu.Unlock()
+		o.node.met.retries.Add(float64(len(reqs)))
 		return false
 	}
 	if o.aheadLocked(reqs) {
@@ -158,6 +162,10 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 	defer o.mu.Unlock()
 	switch {
 	case err == nil:
+		o.node.met.commits.Inc()
+		for _, r := range pending {
+			o.node.met.slotOutcomes(r.accepted, r.rejects)
+		}
 		o.logBytes += len(data)
 		if o.seq == base {
 			o.applyLocked(seq, &model.Entry{TS: ts, Ops: ops})
@@ -186,6 +194,7 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 			again = append(again, r)
 		}
 		o.wq = append(again, o.wq...)
+		o.node.met.retries.Add(float64(len(again)))
 	default:
 		o.forgetLocked(pending)
 		o.failLocked(pending, o.storageErr("could not store the change", err))
@@ -277,6 +286,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			pending = append(pending, r)
 			continue
 		}
+		r.accepted, r.rejects = 0, nil
 		if r.unlockID != "" && (st.Lock.ID != r.unlockID || st.Lock.Until <= time.Now().UnixMilli()) {
 			o.answerErrLocked(r, wire.Errorf(wire.CodeLockExpired, "lock %q on %q is no longer held (it expired); nothing was applied", r.unlockID, o.key.name))
 			continue
@@ -332,16 +342,16 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			c = d.AddClear()
 		} else {
 			for j, ch := range r.changes {
-				reason := ""
+				reason, byHook := "", false
 				if outcomes[j] == model.Rejected {
-					reason = "conflict"
+					reason = reasonConflict
 				} else if verdicts != nil && i == 0 {
 					if why, ok := verdicts.reject[ch.Name]; ok {
-						outcomes[j], reason = model.Rejected, why
+						outcomes[j], reason, byHook = model.Rejected, why, true
 					}
 				}
 				if reason != "" {
-					rejects = append(rejects, rejectNote{name: ch.Name, reason: reason})
+					rejects = append(rejects, rejectNote{name: ch.Name, reason: reason, hook: byHook})
 				}
 			}
 			slots, size := d.Fits(r.changes, outcomes)
@@ -360,6 +370,7 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 		}
 		if c == nil {
 			r.version = d.Version()
+			o.node.met.slotOutcomes(0, rejects)
 			o.answerNothingLocked(r, rejects)
 			if r.unlockID != "" {
 				ops = append(ops, model.Op{Unlock: r.unlockID})
@@ -377,6 +388,9 @@ func (o *object) draftLocked(reqs []*writeReq, verdicts *hookVerdicts, ts int64)
 			o.awaiting[c.Origin+"\x00"+r.id] = &pendingReply{sess: r.sess, rejects: rejects}
 		}
 		r.version = c.Version
+		if !r.clear {
+			r.accepted, r.rejects = len(c.Sets)+len(c.Deletes), rejects
+		}
 		ops = append(ops, model.Op{Commit: c})
 		if r.unlockID != "" {
 			ops = append(ops, model.Op{Unlock: r.unlockID})
@@ -457,7 +471,7 @@ func (o *object) answerErrLocked(r *writeReq, e *wire.Error) {
 		if r.msg != nil {
 			id = r.msg.ID
 		}
-		r.sess.send(errorFrame(e, id, o.key.name, o.key.persistent))
+		r.sess.sendError(e, id, o.key.name, o.key.persistent)
 	}
 }
 

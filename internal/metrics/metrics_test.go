@@ -37,3 +37,41 @@ func TestScrapeSeesWhatWasCounted(t *testing.T) {
 	// Without a registry the collectors still count, privately.
 	metrics.Factory(nil).NewCounter(prometheus.CounterOpts{Name: "rso_test_private_total", Help: "x"}).Inc()
 }
+
+// Both endpoints register their connection collectors on the one registry cmd/rso serves, under the same
+// names: the registry accepts that only because the help texts and label names are the same.
+func TestEndpointsShareNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	so, relay := metrics.NewEndpoint(metrics.Factory(reg), "so"), metrics.NewEndpoint(metrics.Factory(reg), "relay")
+	so.Opened.Inc()
+	so.Connections.Inc()
+	so.Closed(4008)
+	so.Closed(4999) // a code without a child made beforehand is counted too
+	relay.Closed(4008)
+	so.Refused("bad_json")
+	so.Refused("made_up")
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	got, err := metrics.Scrape(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		want float64
+		l    []string
+	}{
+		{"rso_connections_opened_total", 1, []string{"endpoint=so"}},
+		{"rso_connections", 1, []string{"endpoint=so"}},
+		{"rso_connections", 0, []string{"endpoint=relay"}},
+		{"rso_connection_closes_total", 1, []string{"endpoint=so", "code=4008"}},
+		{"rso_connection_closes_total", 1, []string{"endpoint=so", "code=4999"}},
+		{"rso_connection_closes_total", 1, []string{"endpoint=relay", "code=4008"}},
+		{"rso_refusals_total", 1, []string{"endpoint=so", "code=bad_json"}},
+		{"rso_refusals_total", 2, []string{"endpoint=so"}},
+	} {
+		if n := metrics.Sum(got, c.name, c.l...); n != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.l, n, c.want)
+		}
+	}
+}

@@ -271,3 +271,28 @@ func TestHTTPRequestsThatAreNoWebSocketAreAnsweredInWords(t *testing.T) {
 	}
 	peer.Close()
 }
+
+// OnClose hears each connection's close once, with the code the peer was sent.
+func TestOnCloseHearsTheCode(t *testing.T) {
+	codes := make(chan int, 2)
+	opt := Options{MaxMessageBytes: 1 << 10, OutboundBytes: 1 << 20, OnClose: func(code int) { codes <- code }}
+	peer := served(t, opt, func(c *Conn, _ []byte) { c.Close(CloseAbuse, "bye") })
+	peer.WriteMessage(websocket.TextMessage, []byte("a"))
+	if ce := readClose(t, peer); ce.Code != CloseAbuse {
+		t.Fatalf("closed with %v, want %d", ce, CloseAbuse)
+	}
+	select {
+	case code := <-codes:
+		if code != CloseAbuse {
+			t.Fatalf("OnClose heard %d, want %d", code, CloseAbuse)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnClose was not called")
+	}
+	peer.Close()
+	select {
+	case code := <-codes:
+		t.Fatalf("OnClose called again with %d", code)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

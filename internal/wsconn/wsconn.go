@@ -53,6 +53,10 @@ var ErrClosed = errors.New("wsconn: connection closed")
 type Options struct {
 	MaxMessageBytes int // a larger inbound message closes the socket with 1009
 	OutboundBytes   int // queued bytes beyond this close the socket with 4008 (slow consumer)
+	// OnClose, when set, is called once per connection, on its writer goroutine, when the socket closes,
+	// with the code the server closed with: the code Stats counts (0 when a write failed before any close).
+	// It is for an endpoint's metrics; it must be quick and must not call back into the Conn.
+	OnClose func(code int)
 
 	pongWait time.Duration // 0: pongWait (tests shorten it)
 }
@@ -531,6 +535,9 @@ func (c *Conn) closeSocket(code int, text string, err error) {
 		c.mu.Unlock()
 	}
 	closes.count(code, sent)
+	if c.opt.OnClose != nil {
+		c.opt.OnClose(code)
+	}
 	if sent {
 		c.awaitPeerClose()
 	}
