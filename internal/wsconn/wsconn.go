@@ -53,6 +53,9 @@ var ErrClosed = errors.New("wsconn: connection closed")
 type Options struct {
 	MaxMessageBytes int // a larger inbound message closes the socket with 1009
 	OutboundBytes   int // queued bytes beyond this close the socket with 4008 (slow consumer)
+	// OnClose, when set, runs once when the connection has closed, with the code it was counted under
+	// in Stats (0 when a write failed before any close), for the owner's metrics. It must not block.
+	OnClose func(code int)
 
 	pongWait time.Duration // 0: pongWait (tests shorten it)
 }
@@ -363,13 +366,17 @@ func (c *Conn) onPong(string) error {
 	return c.ws.SetReadDeadline(c.deadline)
 }
 
-// readFailed closes the connection after the reader's error (1000, or 4010 when the peer fell silent;
-// a close already under way keeps its own code).
+// readFailed closes the connection after the reader's error (1000, 1009 when gorilla refused a message
+// over the limit as it began — it wrote the 1009 itself — or 4010 when the peer fell silent; a close
+// already under way keeps its own code).
 //
 //go:noinline
 func (c *Conn) readFailed(err error) {
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		c.Close(CloseNoPong, "nothing received (not even a pong) for too long")
+	}
+	if errors.Is(err, websocket.ErrReadLimit) {
+		c.Close(CloseTooBig, "message exceeds the hard size limit")
 	}
 	c.Close(CloseNormal, "")
 }
@@ -531,6 +538,9 @@ func (c *Conn) closeSocket(code int, text string, err error) {
 		c.mu.Unlock()
 	}
 	closes.count(code, sent)
+	if c.opt.OnClose != nil {
+		c.opt.OnClose(code)
+	}
 	if sent {
 		c.awaitPeerClose()
 	}
