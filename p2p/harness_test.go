@@ -97,7 +97,8 @@ func (c *cluster) start(nodes int) {
 	defer cancel()
 	for i := range nodes {
 		fnc := c.connect(fmt.Sprintf("friends-%d", i))
-		f, err := friends.New(ctx, fnc, friends.Config{Logger: quiet})
+		// The friends service exports on the messaging service's registry (tests pass one for both).
+		f, err := friends.New(ctx, fnc, friends.Config{Logger: quiet, Registerer: c.p2pCfg.Registerer})
 		if err != nil {
 			t.Fatalf("NewFriends: %v", err)
 		}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rso-server/rso/internal/auth"
 )
 
@@ -45,6 +47,10 @@ type Config struct {
 	AuthTimeout time.Duration
 	Replicas    int // of RSO_RELAY_NODES (default 1)
 	Logger      *slog.Logger
+	// Registerer, when set, gets the relay's Prometheus collectors (rso_connections,
+	// rso_connection_closes_total, rso_refusals_total, rso_relay_*: relay/metrics.go); nil: they count
+	// but are not exported. Register one relay Server per registry.
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) withDefaults() error {

@@ -47,6 +47,7 @@ var (
 type conn struct {
 	srv    *Server
 	t      transport
+	ep     endpoint
 	id     string // node + "-" + counter: unique in the cluster, used to skip the sender's own connection
 	ident  *auth.Identity
 	device string
@@ -63,8 +64,12 @@ func (s *Server) newConn(t transport, ident *auth.Identity, device string) *conn
 	if device == "" {
 		device = "d-" + randomText(10)
 	}
+	ep := epWebSocket
+	if _, tcp := t.(*tcpConn); tcp {
+		ep = epTCP
+	}
 	return &conn{
-		srv: s, t: t, ident: ident, device: device,
+		srv: s, t: t, ep: ep, ident: ident, device: device,
 		id:     s.node + "-" + itoa(s.connSeq.Add(1)),
 		frames: rate.NewLimiter(rate.Limit(l.FramesPerSecond), int(2*l.FramesPerSecond)+1),
 		sends:  rate.NewLimiter(rate.Limit(l.MessagesPerSecond), int(2*l.MessagesPerSecond)+1),
@@ -88,10 +93,10 @@ func (c *conn) open() (int, string, error) {
 	if err != nil {
 		var se *serviceError
 		if errors.As(err, &se) && se.code != wire.CodeUnavailable {
-			c.t.Send(errorFrame(se.code, se.message, ""))
+			c.sendError(se.code, se.message, "")
 			return closeInternal, "the chat service refused the connection", err
 		}
-		c.t.Send(errorFrame(wire.CodeUnavailable, err.Error(), ""))
+		c.sendError(wire.CodeUnavailable, err.Error(), "")
 		return closeRestart, "chat service unavailable; reconnect", err
 	}
 	if !c.ident.Expires.IsZero() {
@@ -99,7 +104,7 @@ func (c *conn) open() (int, string, error) {
 			c.t.Close(closeTokenExpired, "token expired; reconnect with a new token")
 		})
 	}
-	c.t.Send(s.helloFrame(c, limits))
+	c.send(s.helloFrame(c, limits))
 	return 0, "", nil
 }
 
@@ -132,7 +137,7 @@ func (c *conn) handle(raw []byte) {
 	}
 	switch op {
 	case "ping":
-		c.t.Send(wire.PongFrame(id))
+		c.send(wire.PongFrame(id))
 		return
 	case "auth":
 		c.refuse(wire.CodeBadFrame, "already signed in; auth is only the first frame of a TCP connection", id)
@@ -158,25 +163,41 @@ func (c *conn) forward(raw []byte, id string) {
 	s := c.srv
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
+	s.m.forwarded.Inc()
+	start := time.Now()
 	m, err := s.nc.RequestWithContext(ctx, chatbus.SubjFrame, c.envelope(raw))
+	s.m.serviceTime(start)
 	if err != nil {
-		c.t.Send(errorFrame(wire.CodeUnavailable, serviceUnavailable(err), id))
+		c.sendError(wire.CodeUnavailable, serviceUnavailable(err), id)
 		return
 	}
 	if len(m.Data) == 0 {
 		return
 	}
+	s.m.refusedReply(c.ep, m.Data)
 	if chatbus.Refused(m) && !c.errs.Allow() {
-		c.t.Send(utf8x.Repair(m.Data))
+		c.send(utf8x.Repair(m.Data))
 		c.t.Close(closeAbuse, "too many refused frames")
 		return
 	}
-	c.t.Send(utf8x.Repair(m.Data)) // one or more frames separated by '\n', as a client reads them
+	c.send(utf8x.Repair(m.Data)) // one or more frames separated by '\n', as a client reads them
+}
+
+// send queues frame on the socket, counting its bytes.
+func (c *conn) send(frame []byte) {
+	c.srv.m.outBytes.Add(float64(len(frame)))
+	c.t.Send(frame)
+}
+
+// sendError writes an error frame refusing id, counting the refusal.
+func (c *conn) sendError(code, message, id string) {
+	c.srv.m.refused(c.ep, code)
+	c.send(errorFrame(code, message, id))
 }
 
 // refuse answers a bad frame; a client that keeps sending bad frames is disconnected.
 func (c *conn) refuse(code, message, id string) {
-	c.t.Send(errorFrame(code, message, id))
+	c.sendError(code, message, id)
 	if !c.errs.Allow() {
 		c.t.Close(closeAbuse, "too many refused frames")
 	}

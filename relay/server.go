@@ -37,6 +37,7 @@ type Server struct {
 	nc   *nats.Conn
 	cfg  Config
 	log  *slog.Logger
+	m    *relayMetrics
 	node string // this node's id: its key in RSO_RELAY_NODES and the "node" of its requests
 
 	nodes    jetstream.KeyValue
@@ -118,7 +119,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Server, error) {
 	s := &Server{
 		// A fresh suffix per start: a node restarted after a crash must not look like the dead one (whose
 		// users the sweep still has to take offline).
-		nc: nc, cfg: cfg, log: cfg.Logger, node: safeID(cfg.NodeID, 48) + "-" + randomText(8),
+		nc: nc, cfg: cfg, log: cfg.Logger, m: newRelayMetrics(cfg.Registerer), node: safeID(cfg.NodeID, 48) + "-" + randomText(8),
 		users: map[string]*user{}, conns: map[*conn]struct{}{}, listeners: map[net.Listener]struct{}{},
 		pendingBye: map[string]struct{}{},
 		done:       make(chan struct{}),
@@ -244,6 +245,9 @@ func (s *Server) attach(c *conn) error {
 	}
 	u.mu.Lock()
 	u.conns[c] = struct{}{}
+	if len(u.conns) == 1 {
+		s.m.users.Inc()
+	}
 	if u.grace != nil {
 		u.grace.Stop() // may have fired already: the generation makes its expire a no-op then
 		u.grace = nil
@@ -314,10 +318,14 @@ func (s *Server) remove(c *conn) *nats.Subscription {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if _, ok := u.conns[c]; !ok {
+		return nil
+	}
 	delete(u.conns, c)
 	if len(u.conns) > 0 {
 		return nil
 	}
+	s.m.users.Dec()
 	if !s.closing && u.grace == nil {
 		u.graceGen++
 		gen := u.graceGen
@@ -398,8 +406,9 @@ func (s *Server) deliver(u *user, m *nats.Msg) int {
 	u.mu.Unlock()
 	data := utf8x.Repair(m.Data)
 	for _, c := range conns {
-		c.t.Send(data)
+		c.send(data)
 	}
+	s.m.deliveries.Add(float64(len(conns)))
 	return len(conns)
 }
 
@@ -407,7 +416,8 @@ func (s *Server) deliver(u *user, m *nats.Msg) int {
 // connection got it: the sender waits for one answer, and a node whose connections do not match (another
 // device) must not answer for the node that has them.
 func (s *Server) deliverLive(u *user, m *nats.Msg) {
-	if s.deliver(u, m) > 0 {
+	if n := s.deliver(u, m); n > 0 {
+		s.m.signals.Add(float64(n))
 		m.Respond([]byte("{}"))
 	}
 }
@@ -473,7 +483,7 @@ func (s *Server) afterReconnect() {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.t.Send(resyncFrame)
+		c.send(resyncFrame)
 	}
 	s.reannounceDue.Store(true)
 	s.startChores()

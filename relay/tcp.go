@@ -63,7 +63,8 @@ func (s *Server) ServeTCP(ln net.Listener) error {
 
 // serveTCPConn runs one TCP client: auth, then frames until the socket ends.
 func (s *Server) serveTCPConn(nc net.Conn) {
-	t := newTCPConn(nc, s.cfg.Limits.OutboundBytes)
+	s.m.open(epTCP)
+	t := newTCPConn(nc, s.cfg.Limits.OutboundBytes, func(code int) { s.m.closed(epTCP, code) })
 	var c *conn
 	// Before auth the deadline is fixed: data without a newline must not keep an unauthenticated
 	// connection open. After it, any data proves the client alive.
@@ -82,6 +83,7 @@ func (s *Server) serveTCPConn(nc net.Conn) {
 		case c != nil:
 			c.handle(frame)
 		case tooLarge > 0:
+			s.m.refused(epTCP, wire.CodeFrameTooLarge)
 			t.Send(errorFrame(wire.CodeFrameTooLarge, "the auth "+tooLargeText(tooLarge, maxFrame), ""))
 			t.Close(closeUnauthorized, "no valid auth frame")
 		default:
@@ -109,6 +111,7 @@ func (s *Server) serveTCPConn(nc net.Conn) {
 // each with an optional "device". It returns the open connection, or nil after closing the socket.
 func (s *Server) authTCP(t *tcpConn, frame []byte) *conn {
 	fail := func(code, msg string, closeCode int) *conn {
+		s.m.refused(epTCP, code)
 		t.Send(errorFrame(code, msg, ""))
 		t.Close(closeCode, msg)
 		return nil

@@ -26,6 +26,7 @@ const (
 type tcpConn struct {
 	nc       net.Conn
 	maxQueue int
+	onClose  func(code int) // runs once the writer has finished, with the close code (0: a write failed first)
 
 	mu        sync.Mutex
 	queue     [][]byte
@@ -39,8 +40,11 @@ type tcpConn struct {
 	done chan struct{} // closed when the writer has finished
 }
 
-func newTCPConn(nc net.Conn, outboundBytes int) *tcpConn {
-	t := &tcpConn{nc: nc, maxQueue: outboundBytes, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newTCPConn(nc net.Conn, outboundBytes int, onClose func(code int)) *tcpConn {
+	if onClose == nil {
+		onClose = func(int) {}
+	}
+	t := &tcpConn{nc: nc, maxQueue: outboundBytes, onClose: onClose, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go t.writeLoop()
 	return t
 }
@@ -120,9 +124,14 @@ func (t *tcpConn) writeLoop() {
 		if err := w.Flush(); err != nil {
 			t.abandon()
 			t.nc.Close()
+			if !closing {
+				code = 0
+			}
+			t.onClose(code)
 			return
 		}
 		if closing {
+			t.onClose(code)
 			// Half-close: the peer reads everything, then EOF. The reader drains for a moment and closes.
 			if tc, ok := t.nc.(interface{ CloseWrite() error }); ok {
 				tc.CloseWrite()

@@ -68,7 +68,7 @@ func FuzzTCPReader(f *testing.F) {
 func TestTCPSlowConsumer(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	tc := newTCPConn(server, 100)
+	tc := newTCPConn(server, 100, nil)
 	for i := 0; tc.Send([]byte(`{"op":"x","pad":"................"}`)) == nil; i++ {
 		if i > 100 {
 			t.Fatal("queue never filled")

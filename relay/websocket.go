@@ -30,11 +30,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ae) {
 			code, msg = ae.Code, ae.Message
 		}
+		s.m.refused(epWebSocket, code)
 		writeJSONError(w, http.StatusUnauthorized, code, msg)
 		return
 	}
 	device := r.URL.Query().Get("device")
 	if device != "" && !ids.Valid(device, maxDeviceBytes) {
+		s.m.refused(epWebSocket, wire.CodeBadFrame)
 		writeJSONError(w, http.StatusBadRequest, wire.CodeBadFrame, "?device= must be 1 to 64 letters, digits, '-' or '_'")
 		return
 	}
@@ -43,7 +45,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	l := s.cfg.Limits
-	t := wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * l.MaxFrameBytes, OutboundBytes: l.OutboundBytes})
+	s.m.open(epWebSocket)
+	t := wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * l.MaxFrameBytes, OutboundBytes: l.OutboundBytes,
+		OnClose: func(code int) { s.m.closed(epWebSocket, code) }})
 	c := s.newConn(t, ident, device)
 	if code, text, err := c.open(); err != nil {
 		defer c.close()

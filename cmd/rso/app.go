@@ -107,7 +107,8 @@ type Main struct {
 	ln   net.Listener
 	http *http.Server
 
-	reg                    *prometheus.Registry // served at /metrics on -metrics-addr
+	reg                    *prometheus.Registry // the runtime's and NATS's collectors
+	gather                 gatherers            // reg and each started service's registry: served at /metrics
 	metricsHTTP, debugHTTP *http.Server         // nil when off
 
 	// Until ready, every HTTP request is answered 503 with what startup waits for (starting);
@@ -134,7 +135,9 @@ type Main struct {
 
 // NewMain returns a Main for cfg; nothing starts until Run.
 func NewMain(cfg Config, log *slog.Logger) *Main {
-	return &Main{cfg: cfg, log: log, serveDone: make(chan struct{}), reg: newRegistry()}
+	m := &Main{cfg: cfg, log: log, serveDone: make(chan struct{}), reg: newRegistry()}
+	m.gather.add(m.reg)
+	return m
 }
 
 // Run starts everything and returns once rso serves, or with the first failure (then call Close).
@@ -183,7 +186,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	err = st.do("the shared-object service", func(ctx context.Context) (err error) {
+		reg := prometheus.NewRegistry()
 		m.node, err = sharedobject.NewNode(ctx, m.nc, sharedobject.Config{
+			Registerer:   reg,
 			NodeID:       c.NodeID,
 			Limits:       c.Limits,
 			ResyncWindow: c.ResyncWindow,
@@ -193,7 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 			Auth:         auth.NewVerifier(c.TokenSecret),
 			Logger:       m.log.With("component", "sharedobject"),
 		})
-		return err
+		return m.gathered(reg, err)
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the shared-object service: %w", err)
@@ -250,25 +255,29 @@ func (m *Main) startChat(st *startup) error {
 		}
 	}
 	err = st.do("the friends service", func(ctx context.Context) (err error) {
-		m.friends, err = friends.New(ctx, m.nc, friends.Config{Replicas: c.Replicas, Logger: m.log.With("component", "friends")})
-		return err
+		reg := prometheus.NewRegistry()
+		m.friends, err = friends.New(ctx, m.nc, friends.Config{Replicas: c.Replicas, Logger: m.log.With("component", "friends"), Registerer: reg})
+		return m.gathered(reg, err)
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the friends service: %w", err)
 	}
 	err = st.do("the messaging service", func(ctx context.Context) (err error) {
+		reg := prometheus.NewRegistry()
 		m.messages, err = messaging.New(ctx, m.nc, messaging.Config{
 			FriendsOnly:     c.FriendsOnly,
 			MaxMessageBytes: c.MaxMessageBytes,
 			Replicas:        c.Replicas,
 			Logger:          m.log.With("component", "p2p"),
+			Registerer:      reg,
 		})
-		return err
+		return m.gathered(reg, err)
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the messaging service: %w", err)
 	}
 	err = st.do("the relay", func(ctx context.Context) (err error) {
+		reg := prometheus.NewRegistry()
 		m.relay, err = relay.New(ctx, m.nc, relay.Config{
 			NodeID:        c.NodeID,
 			Auth:          auth.NewVerifier(c.TokenSecret),
@@ -276,8 +285,9 @@ func (m *Main) startChat(st *startup) error {
 			PresenceGrace: c.PresenceGrace,
 			Replicas:      c.Replicas,
 			Logger:        m.log.With("component", "relay"),
+			Registerer:    reg,
 		})
-		return err
+		return m.gathered(reg, err)
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start the relay: %w", err)

@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // What an operator uses to watch and profile a running rso: logs, /metrics and /debug/pprof/.
@@ -34,6 +36,36 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// gatherers is what /metrics serves: the runtime's registry and one per started service. A service that
+// fails to start is started again from scratch (startup retries), so each attempt gets a registry of its
+// own and only the one that started is kept; the families of all are merged (the same name from /so and
+// /relay, with different endpoint labels).
+type gatherers struct {
+	mu   sync.Mutex
+	list prometheus.Gatherers
+}
+
+func (g *gatherers) add(r prometheus.Gatherer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.list = append(g.list, r)
+}
+
+func (g *gatherers) Gather() ([]*dto.MetricFamily, error) {
+	g.mu.Lock()
+	list := g.list
+	g.mu.Unlock()
+	return list.Gather()
+}
+
+// gathered keeps a service's registry once it has started (err == nil).
+func (m *Main) gathered(reg *prometheus.Registry, err error) error {
+	if err == nil {
+		m.gather.add(reg)
+	}
+	return err
 }
 
 // registerNATS exports the state of the node's NATS connection.
@@ -72,7 +104,7 @@ func (m *Main) listenOperator() error {
 	var err error
 	if c.MetricsAddr != "" {
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", m.requireAdmin(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		mux.Handle("GET /metrics", m.requireAdmin(promhttp.HandlerFor(&m.gather, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn), MaxRequestsInFlight: 4,
 		})))
 		if m.metricsHTTP, err = open(c.MetricsAddr, "metrics-addr", mux); err != nil {

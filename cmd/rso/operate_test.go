@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rso-server/rso/client"
 	"github.com/rso-server/rso/internal/metrics"
 )
 
@@ -45,6 +48,63 @@ func TestMetricsAndProfiler(t *testing.T) {
 	if v := metrics.Sum(got, "go_goroutines"); v < 1 {
 		t.Errorf("go_goroutines = %v: the runtime is not exported", v)
 	}
+
+	// Real actions through the binary, then the numbers: a subscribe, an accepted and a conflicting
+	// update, a refused frame on /so; a private message and a refused frame on /relay.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	so, err := client.Dial(ctx, "ws://"+addr+"/so?user=ann", client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer so.Close()
+	if _, err := so.Subscribe(ctx, "room", true, 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second is stale (base 0 again): rejected
+		if _, err := so.Update(ctx, "room", true, []client.Change{{Name: "x", Base: 0, Value: json.RawMessage("1")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := so.Update(ctx, "room", true, []client.Change{{Name: "", Base: 0, Value: json.RawMessage("1")}}); err == nil {
+		t.Fatal("an update of a slot without a name was accepted")
+	}
+	bob, carol := relayWS(t, addr, "bob"), relayWS(t, addr, "carol")
+	bob.write(map[string]any{"op": "send", "id": "m1", "to": "carol", "body": map[string]any{"text": "hi"}})
+	bob.expect("sent")
+	carol.expect("message")
+	bob.send([]byte(`{"op":`))
+	bob.expect("error")
+
+	auth := http.Header{"Authorization": {"Bearer " + testAdminToken}}
+	want := []struct {
+		name   string
+		labels []string
+		min    float64
+	}{
+		{"rso_connections", []string{"endpoint=so"}, 1},
+		{"rso_connections", []string{"endpoint=relay"}, 2},
+		{"rso_so_subscriptions", nil, 1},
+		{"rso_so_commits_total", nil, 1},
+		{"rso_so_slot_changes_total", []string{"outcome=rejected", "reason=conflict"}, 1},
+		{"rso_refusals_total", []string{"endpoint=so", "code=bad_name"}, 1},
+		{"rso_refusals_total", []string{"endpoint=relay", "code=bad_json"}, 1},
+		{"rso_chat_messages_stored_total", nil, 1},
+		{"rso_relay_deliveries_total", nil, 1},
+		{"rso_so_publish_duration_seconds", nil, 1},
+	}
+	waitFor(t, 10*time.Second, "the numbers to move", func() (bool, string) {
+		got, err := metrics.Scrape(url, auth)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, w := range want {
+			if v := metrics.Sum(got, w.name, w.labels...); v < w.min {
+				return false, fmt.Sprintf("%s%v = %v, want at least %v", w.name, w.labels, v, w.min)
+			}
+		}
+		return true, ""
+	})
 
 	resp, err := http.Get("http://" + debugAddr + "/debug/pprof/goroutine?debug=1")
 	if err != nil {

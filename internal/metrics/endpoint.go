@@ -9,7 +9,7 @@ import (
 	"github.com/rso-server/rso/internal/wire"
 )
 
-// Endpoint is what every WebSocket endpoint (/so, /relay) counts of its connections, under the same names
+// Endpoint is what every client endpoint (/so, /relay, the raw TCP relay) counts of its connections, under the same names
 // with its own endpoint label. The services register these on one registry, and a registry accepts one
 // name from several collectors only with the same help text and label names: define them here, once.
 type Endpoint struct {
@@ -29,16 +29,16 @@ func NewEndpoint(f promauto.Factory, endpoint string) *Endpoint {
 	l := prometheus.Labels{"endpoint": endpoint}
 	e := &Endpoint{
 		Connections: f.NewGauge(prometheus.GaugeOpts{Name: "rso_connections", ConstLabels: l,
-			Help: "Open WebSocket sessions, by endpoint."}),
+			Help: "Open client connections (WebSocket, or raw TCP for relay_tcp), by endpoint."}),
 		Opened: f.NewCounter(prometheus.CounterOpts{Name: "rso_connections_opened_total", ConstLabels: l,
-			Help: "WebSocket sessions opened, by endpoint."}),
+			Help: "Client connections opened, by endpoint."}),
 		Closes: f.NewCounterVec(prometheus.CounterOpts{Name: "rso_connection_closes_total", ConstLabels: l,
-			Help: "WebSocket sessions closed, by endpoint and the close code the server closed with (0: a write failed before any close; the peer saw 1006)."}, []string{"code"}),
+			Help: "Client connections closed, by endpoint and the close code the server closed with (0: a write failed before any close; the peer saw 1006)."}, []string{"code"}),
 		Refusals: f.NewCounterVec(prometheus.CounterOpts{Name: "rso_refusals_total", ConstLabels: l,
-			Help: "Error frames sent, by endpoint and error code (docs/PROTOCOL.md)."}, []string{"code"}),
+			Help: "Error frames sent, by endpoint and error code (docs/PROTOCOL.md; other: a code the server does not know, from a service)."}, []string{"code"}),
 		closes: map[int]prometheus.Counter{}, refusals: map[string]prometheus.Counter{},
 	}
-	for _, c := range wire.Codes {
+	for _, c := range append(wire.Codes[:len(wire.Codes):len(wire.Codes)], "other") {
 		e.refusals[c] = e.Refusals.WithLabelValues(c)
 	}
 	for _, c := range knownCloses {
@@ -56,11 +56,12 @@ func (e *Endpoint) Closed(code int) {
 	e.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 
-// Refused counts one error frame with code (a wire code; the label lookups are done beforehand).
+// Refused counts one error frame with code; a code that is not in wire.Codes counts as "other", so
+// that what a service answers cannot add series.
 func (e *Endpoint) Refused(code string) {
-	if c, ok := e.refusals[code]; ok {
-		c.Inc()
-		return
+	c, ok := e.refusals[code]
+	if !ok {
+		c = e.refusals["other"]
 	}
-	e.Refusals.WithLabelValues(code).Inc()
+	c.Inc()
 }

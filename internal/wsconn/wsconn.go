@@ -367,13 +367,17 @@ func (c *Conn) onPong(string) error {
 	return c.ws.SetReadDeadline(c.deadline)
 }
 
-// readFailed closes the connection after the reader's error (1000, or 4010 when the peer fell silent;
-// a close already under way keeps its own code).
+// readFailed closes the connection after the reader's error (1000, 1009 when gorilla refused a message
+// over the limit as it began — it wrote the 1009 itself — or 4010 when the peer fell silent; a close
+// already under way keeps its own code).
 //
 //go:noinline
 func (c *Conn) readFailed(err error) {
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		c.Close(CloseNoPong, "nothing received (not even a pong) for too long")
+	}
+	if errors.Is(err, websocket.ErrReadLimit) {
+		c.Close(CloseTooBig, "message exceeds the hard size limit")
 	}
 	c.Close(CloseNormal, "")
 }

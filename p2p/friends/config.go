@@ -3,6 +3,8 @@ package friends
 import (
 	"fmt"
 	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures the friends service. Zero fields take the defaults.
@@ -13,6 +15,9 @@ type Config struct {
 	Workers  int
 	Replicas int // of the RSO_FRIENDS bucket (default 1)
 	Logger   *slog.Logger
+	// Registerer, when set, gets the service's Prometheus collectors (rso_friends_*: metrics.go); nil:
+	// they count but are not exported. Register one Service per registry.
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) withDefaults() error {

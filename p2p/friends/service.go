@@ -35,6 +35,7 @@ type Service struct {
 	kv  jetstream.KeyValue
 	cfg Config
 	log *slog.Logger
+	m   *friendsMetrics
 
 	gets, updates atomic.Uint64
 	workers       *workers.Pool
@@ -66,7 +67,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("friends: cannot create bucket %s: %w", bucket, err)
 	}
-	f := &Service{nc: nc, kv: kv, cfg: cfg, log: cfg.Logger, workers: workers.New(cfg.Workers)}
+	f := &Service{nc: nc, kv: kv, cfg: cfg, log: cfg.Logger, m: newFriendsMetrics(cfg.Registerer), workers: workers.New(cfg.Workers)}
 	for subject, cb := range map[string]nats.MsgHandler{
 		friendlist.SubjGet:    handler(f, func(r *friendlist.GetRequest) string { return r.User }, f.get),
 		friendlist.SubjUpdate: handler(f, func(r *friendlist.UpdateRequest) string { return r.User }, f.update),
@@ -94,6 +95,7 @@ func handler[Req any](f *Service, user func(*Req) string, fn func(context.Contex
 			return
 		}
 		if !f.workers.Acquire() {
+			f.m.refused.Inc()
 			proto.RespondJSON(m, friendlist.Reply{Error: wire.Errorf(wire.CodeUnavailable, "the friends service is overloaded (all %d workers busy, friends.Config.Workers); retry (same id)", f.cfg.Workers)})
 			return
 		}
@@ -167,8 +169,9 @@ func (f *Service) get(ctx context.Context, req friendlist.GetRequest) friendlist
 // update applies an action to both lists. The two writes are separate compare-and-sets (the other side's
 // list first); a lost race re-reads both and applies the action again, which is idempotent, so concurrent
 // actions on the same users converge and a half-done action is completed by its retry.
-func (f *Service) update(ctx context.Context, req friendlist.UpdateRequest) friendlist.Reply {
+func (f *Service) update(ctx context.Context, req friendlist.UpdateRequest) (r friendlist.Reply) {
 	f.updates.Add(1)
+	defer func() { f.m.update(req.Action, r) }()
 	if req.Other == "" || len(req.Other) > proto.MaxUserBytes {
 		return friendlist.Reply{Error: wire.Errorf(wire.CodeBadFrame, "an update needs \"other\": the user the action is about")}
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Service (the messaging and presence service). Zero fields take the defaults below;
@@ -38,6 +40,9 @@ type Config struct {
 	// Replicas of the streams and buckets (default 1).
 	Replicas int
 	Logger   *slog.Logger
+	// Registerer, when set, gets the service's Prometheus collectors (rso_chat_*: metrics.go); nil: they
+	// count but are not exported. Register one Service per registry.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the documented defaults.

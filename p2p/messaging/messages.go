@@ -45,6 +45,7 @@ func (s *Service) send(ctx context.Context, c caller, f *request) ([]byte, *wire
 	// Delivered again on a resend too: the original's delivery may be what was lost.
 	s.deliver(c, f.to, seq, stored)
 	if dup {
+		s.m.duplicates.Inc()
 		ts = gjson.GetBytes(stored, "ts").Int()
 	}
 	return sentFrame(f.id, f.to, seq, ts, dup), nil
@@ -89,7 +90,9 @@ func (s *Service) store(ctx context.Context, conv, from, to, id string, record, 
 		m := &nats.Msg{Subject: dmSubject(conv, h.seq+1), Data: record, Header: nats.Header{}}
 		m.Header.Set(jetstream.MsgIDHeader, msgID(from, id))
 		pctx, cancel := context.WithTimeout(ctx, proto.NATSTimeout)
+		start := time.Now()
 		ack, err := s.js.PublishMsg(pctx, m, jetstream.WithExpectLastSequenceForSubject(h.streamSeq, dmWildcard(conv)))
+		s.m.storeTime(start)
 		cancel()
 		switch {
 		case isWrongLastSeq(err):
@@ -104,6 +107,7 @@ func (s *Service) store(ctx context.Context, conv, from, to, id string, record, 
 		}
 		h = head{seq: h.seq + 1, streamSeq: ack.Sequence}
 		s.heads.put(conv, h)
+		s.m.stored.Inc()
 		return h.seq, record, false, nil
 	}
 	return 0, nil, false, wire.Errorf(wire.CodeBusy, "the conversation is too busy right now; resend (same id)")

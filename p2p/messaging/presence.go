@@ -218,6 +218,7 @@ func (s *Service) changePresence(ctx context.Context, user string, change func(*
 			return proto.Unavailable("cannot record presence", err)
 		}
 		if rec.Status != was {
+			s.m.presenceChange(rec.Status)
 			s.notifyPresence(ctx, user, rec.Status, newRev)
 		}
 		return nil
@@ -302,6 +303,7 @@ func (s *Service) sweep() {
 // once; the compare-and-set on each record makes that harmless. It stops as soon as the node's key is
 // back (the node announces its users again).
 func (s *Service) sweepNode(ctx context.Context, node string) {
+	s.m.sweeps.Inc()
 	users, _ := s.usersOn(ctx, node)
 	for _, user := range users {
 		back, werr := s.presenceDown(ctx, user, node, true)

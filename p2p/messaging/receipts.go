@@ -40,6 +40,7 @@ func (s *Service) receipt(ctx context.Context, c caller, f *request) ([]byte, *w
 		}
 		s.publishTo(c.user, receiptFrame(f.peer, c.user, f.kind, f.seq), c.conn, "")
 	}
+	s.m.receipt(f.kind)
 	return okFrame(f.id), nil
 }
 

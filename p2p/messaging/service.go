@@ -35,6 +35,7 @@ type Service struct {
 	js  jetstream.JetStream
 	cfg Config
 	log *slog.Logger
+	m   *chatMetrics
 
 	index    jetstream.KeyValue // RSO_DM_INDEX
 	users    jetstream.KeyValue // RSO_CHAT_USERS
@@ -74,7 +75,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		nc: nc, js: js, cfg: cfg, log: cfg.Logger,
+		nc: nc, js: js, cfg: cfg, log: cfg.Logger, m: newChatMetrics(cfg.Registerer),
 		friends: newFriendCache(cfg.FriendsCacheTTL, 100_000),
 		heads:   newHeadCache(100_000),
 		known:   newBoundedSet(100_000),
@@ -183,6 +184,7 @@ func (s *Service) serve() error {
 				return
 			}
 			if !s.workers.Acquire() {
+				s.m.busy.Inc()
 				h.refuse(m, overloaded)
 				return
 			}
@@ -308,10 +310,13 @@ func (s *Service) onFrame(ctx context.Context, m *nats.Msg) {
 // handle answers one client frame; refused tells that the answer refuses what the client sent.
 func (s *Service) handle(ctx context.Context, c caller, frame []byte) (out []byte, refused bool) {
 	if s.closing.Load() {
-		return errorFrame(wire.Errorf(wire.CodeUnavailable, "the chat service is restarting; retry (same id)"), wire.PeekID(frame)), false
+		werr := wire.Errorf(wire.CodeUnavailable, "the chat service is restarting; retry (same id)")
+		s.m.request("", werr)
+		return errorFrame(werr, wire.PeekID(frame)), false
 	}
 	f, werr := parseRequest(frame, &s.cfg)
 	if werr != nil {
+		s.m.request(f.op, werr)
 		id := f.id
 		if id == "" {
 			id = wire.PeekID(frame)
@@ -336,6 +341,7 @@ func (s *Service) handle(ctx context.Context, c caller, frame []byte) (out []byt
 	case "signal":
 		out, werr = s.signal(ctx, c, &f)
 	}
+	s.m.request(f.op, werr)
 	if werr != nil {
 		return errorFrame(werr, f.id), clientsFault(werr)
 	}
