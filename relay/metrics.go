@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rso-server/rso/internal/metrics"
+	"github.com/rso-server/rso/internal/wsconn"
 )
 
 // The relay's Prometheus collectors (Config.Registerer). Labels take bounded values only: the endpoint
@@ -88,3 +90,26 @@ func (m *relayMetrics) refusedReply(ep endpoint, reply []byte) {
 }
 
 func (m *relayMetrics) serviceTime(start time.Time) { m.service.Observe(time.Since(start).Seconds()) }
+
+// alarmBurst lines of one kind are logged at once, then one per alarmEvery; the rest are counted.
+const (
+	alarmBurst = 20
+	alarmEvery = 5 * time.Second
+)
+
+// alarmClose logs the closes an operator wants to hear of (abuse, slow consumers, oversize messages),
+// rate-limited; args say whose connection it was.
+func (s *Server) alarmClose(endpoint string, code int, args ...any) {
+	var why string
+	switch code {
+	case closeAbuse:
+		why = "abuse"
+	case wsconn.CloseSlowConsumer:
+		why = "slow consumer"
+	case websocket.CloseMessageTooBig:
+		why = "message too big"
+	default:
+		return
+	}
+	s.alarms.Warn(why, "connection closed: "+why, append([]any{"endpoint", endpoint, "code", code}, args...)...)
+}

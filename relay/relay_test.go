@@ -571,3 +571,37 @@ func TestServiceRefusalsCountTowardAbuse(t *testing.T) {
 		t.Fatalf("closed with %d, want %d", code, closeAbuse)
 	}
 }
+
+// Refused tokens and abuse closes are logged for the operator, with the remote address (rate-limited by
+// internal/ratelog, tested there and in sharedobject).
+func TestAlarmsAreLogged(t *testing.T) {
+	var mu sync.Mutex
+	var logs strings.Builder
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
+	f := newFixture(t, testSecret, true, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(w, nil)) })
+	if _, resp, err := dialWS(t, f.wsURL("token=not-a-token"), nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a bad token: %v", err)
+	}
+	p, _, err := dialWS(t, f.wsURL("token="+sign(t, jwt.MapClaims{"sub": "mallory"})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.nextOp("hello")
+	for range 2 * errorBudget {
+		p.write(`nonsense`)
+	}
+	if code := p.closeCode(); code != closeAbuse {
+		t.Fatalf("closed with %d", code)
+	}
+	waitFor(t, "both lines", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		s := logs.String()
+		return strings.Contains(s, `msg="connection refused: bad token" endpoint=relay remote=127.0.0.1:`) &&
+			strings.Contains(s, `msg="connection closed: abuse" endpoint=relay code=4009 user=mallory remote=127.0.0.1:`)
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

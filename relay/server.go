@@ -23,6 +23,7 @@ import (
 	"github.com/rso-server/rso/internal/chatbus"
 	"github.com/rso-server/rso/internal/keyed"
 	"github.com/rso-server/rso/internal/natslink"
+	"github.com/rso-server/rso/internal/ratelog"
 	"github.com/rso-server/rso/internal/utf8x"
 )
 
@@ -68,7 +69,10 @@ type Server struct {
 	unwatch    func() // stops watching the NATS connection's status
 
 	expireHook func(done bool) // tests: runs when a grace timer's expire starts and when it is done
-	done       chan struct{}
+
+	// alarms writes what clients can cause many times (refused tokens, abuse, slow consumers), rate-limited.
+	alarms *ratelog.Logger
+	done   chan struct{}
 }
 
 // user is the set of this node's connections of one user, and their delivery subscription.
@@ -124,6 +128,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Server, error) {
 		pendingBye: map[string]struct{}{},
 		done:       make(chan struct{}),
 	}
+	s.alarms = ratelog.New(s.log, alarmBurst, alarmEvery)
 	s.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: chatbus.BucketNodes, Storage: jetstream.MemoryStorage, TTL: cfg.NodeTTL, Replicas: cfg.Replicas,
 	})
@@ -163,6 +168,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		defer close(s.done)
 		s.unwatch()
+		defer s.alarms.Stop()
 		s.gate.Lock()
 		s.closed = true
 		s.gate.Unlock()

@@ -64,7 +64,11 @@ func (s *Server) ServeTCP(ln net.Listener) error {
 // serveTCPConn runs one TCP client: auth, then frames until the socket ends.
 func (s *Server) serveTCPConn(nc net.Conn) {
 	s.m.open(epTCP)
-	t := newTCPConn(nc, s.cfg.Limits.OutboundBytes, func(code int) { s.m.closed(epTCP, code) })
+	remote := nc.RemoteAddr().String()
+	t := newTCPConn(nc, s.cfg.Limits.OutboundBytes, func(code int) {
+		s.m.closed(epTCP, code)
+		s.alarmClose("relay_tcp", code, "remote", remote)
+	})
 	var c *conn
 	// Before auth the deadline is fixed: data without a newline must not keep an unauthenticated
 	// connection open. After it, any data proves the client alive.
@@ -112,6 +116,9 @@ func (s *Server) serveTCPConn(nc net.Conn) {
 func (s *Server) authTCP(t *tcpConn, frame []byte) *conn {
 	fail := func(code, msg string, closeCode int) *conn {
 		s.m.refused(epTCP, code)
+		if closeCode == closeTokenExpired || code == wire.CodeUnauthorized {
+			s.alarms.Warn("token", "connection refused: bad token", "endpoint", "relay_tcp", "code", code, "why", msg)
+		}
 		t.Send(errorFrame(code, msg, ""))
 		t.Close(closeCode, msg)
 		return nil

@@ -31,6 +31,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			code, msg = ae.Code, ae.Message
 		}
 		s.m.refused(epWebSocket, code)
+		s.alarms.Warn("token", "connection refused: bad token", "endpoint", "relay", "remote", r.RemoteAddr, "code", code, "why", msg)
 		writeJSONError(w, http.StatusUnauthorized, code, msg)
 		return
 	}
@@ -47,7 +48,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l := s.cfg.Limits
 	s.m.open(epWebSocket)
 	t := wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * l.MaxFrameBytes, OutboundBytes: l.OutboundBytes,
-		OnClose: func(code int) { s.m.closed(epWebSocket, code) }})
+		OnClose: func(code int) {
+			s.m.closed(epWebSocket, code)
+			s.alarmClose("relay", code, "user", ident.User, "remote", r.RemoteAddr)
+		}})
 	c := s.newConn(t, ident, device)
 	if code, text, err := c.open(); err != nil {
 		defer c.close()

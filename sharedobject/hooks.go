@@ -175,6 +175,7 @@ func (o *object) askHooks(reqs []*writeReq) (v *hookVerdicts, ok bool) {
 		o.mu.Lock()
 		o.answerErrLocked(r, wire.Errorf(wire.CodeHookUnavailable, "validation hook %q for %q %s; try again later", h.name, o.key.name, why))
 		o.mu.Unlock()
+		o.node.alarms.Warn("hook", "validation hook failed", "hook", h.name, "subject", h.cfg.Subject, "why", why, "err", err)
 		return nil, false
 	}
 	v = &hookVerdicts{seq: seq, reject: map[string]string{}}

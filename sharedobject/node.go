@@ -21,6 +21,7 @@ import (
 	"github.com/rso-server/rso/internal/ids"
 	"github.com/rso-server/rso/internal/jsread"
 	"github.com/rso-server/rso/internal/natslink"
+	"github.com/rso-server/rso/internal/ratelog"
 	"github.com/rso-server/rso/sharedobject/internal/model"
 )
 
@@ -44,6 +45,9 @@ const (
 	catchUpRetry = 2 * time.Second
 	// maxParallelCatchUps bounds the replicas reading their logs at once after a reconnect.
 	maxParallelCatchUps = 8
+	// alarmBurst lines of one kind are logged at once, then one per alarmEvery; the rest are counted.
+	alarmBurst = 20
+	alarmEvery = 5 * time.Second
 )
 
 const (
@@ -64,6 +68,9 @@ type Node struct {
 	log   *slog.Logger
 	hooks *hookTable
 	met   *nodeMetrics
+	// alarms writes what clients and backends can cause many times (refused tokens, abuse, slow
+	// consumers, hook failures), rate-limited.
+	alarms *ratelog.Logger
 
 	interest jetstream.KeyValue
 	nodes    jetstream.KeyValue
@@ -124,6 +131,7 @@ func NewNode(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		apiSlots: make(chan struct{}, maxAPIHandlers), streamBorn: map[string]time.Time{},
 		met: newNodeMetrics(cfg.Registerer),
 	}
+	n.alarms = ratelog.New(n.log, alarmBurst, alarmEvery)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.link, n.linkCancel = context.WithCancel(n.ctx)
 	if err := n.setup(ctx); err != nil {
@@ -392,6 +400,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.cancel()
 		n.wg.Wait()
 		n.hooks.stop()
+		n.alarms.Stop()
 		cleanup, cancel := context.WithTimeout(context.Background(), natsTimeout)
 		defer cancel()
 		n.dropInterest(cleanup)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/gorilla/websocket"
 	"github.com/rso-server/rso/internal/auth"
 	"github.com/rso-server/rso/internal/jsonx"
 	"github.com/rso-server/rso/internal/wire"
@@ -87,6 +88,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ae) {
 			code, msg = ae.Code, ae.Message
 		}
+		n.alarms.Warn("token", "connection refused: bad token", "endpoint", "so", "remote", r.RemoteAddr, "code", code, "why", msg)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
 		json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
@@ -98,9 +100,15 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lim := &n.cfg.Limits
 	sid := randomID(9)
+	onClose := func(code int) {
+		n.met.ep.Closed(code)
+		if why := alarmingClose(code); why != "" {
+			n.alarms.Warn(why, "connection closed: "+why, "endpoint", "so", "session", n.id+"/"+sid, "user", ident.User, "remote", r.RemoteAddr, "code", code)
+		}
+	}
 	s := &session{
 		node:   n,
-		conn:   wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * lim.MaxFrameBytes, OutboundBytes: lim.OutboundBytes, OnClose: n.met.ep.Closed}),
+		conn:   wsconn.New(ws, wsconn.Options{MaxMessageBytes: 16 * lim.MaxFrameBytes, OutboundBytes: lim.OutboundBytes, OnClose: onClose}),
 		ident:  ident,
 		origin: n.id + "/" + sid,
 		rate:   rate.NewLimiter(rate.Limit(lim.FramesPerSecond), int(2*lim.FramesPerSecond)+1),
@@ -176,6 +184,19 @@ func (s *session) sendError(e *wire.Error, id, obj string, persistent bool) {
 }
 
 func (s *session) close(code int, text string) { s.conn.Close(code, text) }
+
+// alarmingClose names the closes an operator wants to hear of (rate-limited in the log); "" for the rest.
+func alarmingClose(code int) string {
+	switch code {
+	case wsconn.CloseAbuse:
+		return "abuse"
+	case wsconn.CloseSlowConsumer:
+		return "slow consumer"
+	case websocket.CloseMessageTooBig:
+		return "message too big"
+	}
+	return ""
+}
 
 // handle runs one frame; frames of one connection are handled in order, on its reader goroutine.
 func (s *session) handle(raw []byte) {

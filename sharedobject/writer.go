@@ -158,6 +158,9 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 	}
 	data := model.EncodeEntry(ts, ops)
 	seq, err := o.node.publish(o.node.ctx, o.subject, data, base, false)
+	if err != nil && !errors.Is(err, errConflict) && !o.node.errLinkLost(err) {
+		o.node.alarms.Warn("storage", "cannot store a write; answered unavailable", "obj", o.key.name, "err", err)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
