@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +107,27 @@ func TestMetricsAndProfiler(t *testing.T) {
 		}
 		return true, ""
 	})
+
+	// The dashboard and the README's table name only metrics that exist.
+	got, err = metrics.Scrape(url, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, s := range got {
+		exported[s.Name] = true
+	}
+	for _, doc := range []string{"../../docs/grafana/rso.json", "../../README.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range regexp.MustCompile(`\brso_[a-z_]+`).FindAllString(string(b), -1) {
+			if base := strings.TrimSuffix(name, "_bucket"); !exported[base] {
+				t.Errorf("%s names %s, which rso does not export", doc, name)
+			}
+		}
+	}
 
 	resp, err := http.Get("http://" + debugAddr + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
