@@ -264,6 +264,9 @@ func (o *object) applyLocked(seq uint64, e *model.Entry) {
 			o.applyCommitLocked(op.Commit)
 		case op.Msg != nil:
 			if op.Msg.ID != "" {
+				if o.state.Delivered(op.Msg) {
+					continue // a copy in the log of a message delivered already: every replica skips it alike
+				}
 				o.state.RememberMessage(op.Msg)
 			}
 			frame := messageFrame(o.key.name, o.key.persistent, op.Msg)

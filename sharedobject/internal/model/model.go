@@ -134,6 +134,14 @@ func (s *State) SetMemoryBounds(window time.Duration, budget int) {
 // duplicate window are forgotten. Every entry is applied with its timestamp, before its operations.
 func (s *State) Advance(ts int64) { s.mem.advance(ts) }
 
+// Delivered reports whether a message with m's id and content was delivered before and is still
+// remembered: a second copy of it in the log (stored twice around a JetStream leader change) is not
+// delivered again.
+func (s *State) Delivered(m *Message) bool {
+	rec := s.Recall(RequestKey(m.User, m.ID))
+	return rec != nil && rec.fp == MessageFingerprint(m.Handler, m.Args)
+}
+
 // RememberMessage records a delivered message's id, so that a re-sent copy is not delivered twice.
 func (s *State) RememberMessage(m *Message) {
 	s.mem.add(&Record{key: RequestKey(m.User, m.ID), fp: MessageFingerprint(m.Handler, m.Args), version: s.Version})
