@@ -114,6 +114,8 @@ func parseAdmin(data []byte) (apiwire.AdminRequest, *wire.Error) {
 	switch {
 	case err == nil:
 		return req, nil
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return req, wire.Errorf(wire.CodeBadFrame, "request must be a JSON object, not %s", typeErr.Value)
 	case errors.As(err, &typeErr):
 		return req, wire.Errorf(wire.CodeBadFrame, "field %q must be a JSON %s", typeErr.Field, typeErr.Type)
 	case strings.HasPrefix(err.Error(), "json: unknown field"):

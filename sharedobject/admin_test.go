@@ -95,7 +95,7 @@ func TestAdminSeesAndSteersEveryNode(t *testing.T) {
 		t.Fatalf("Disconnect: %v %v", closed, err)
 	}
 	for _, c := range []*client.Conn{alice1, alice2} {
-		if ce := closeCode(t, c); ce.Code != backend.CloseOperator || ce.Text != "maintenance" {
+		if ce := closeCode(t, c); ce.Code != client.CloseOperator || ce.Text != "maintenance" {
 			t.Fatalf("alice closed with %d %q", ce.Code, ce.Text)
 		}
 	}
