@@ -35,10 +35,16 @@ func (n *Node) serveAdmin() error {
 	serve := func(op string, queue bool) error {
 		handle := func(m *nats.Msg) {
 			n.answerBounded(m, func(busy *wire.Error) any {
-				if busy != nil {
-					return n.adminFailed(op, busy)
+				var rep any = n.adminFailed(op, busy)
+				if busy == nil {
+					rep = n.handleAdmin(op, m.Data)
 				}
-				return n.handleAdmin(op, m.Data)
+				var e *wire.Error
+				if f, ok := rep.(apiwire.AdminError); ok {
+					e = f.Error
+				}
+				n.met.apiAnswered("admin."+op, e)
+				return rep
 			})
 		}
 		var sub *nats.Subscription
@@ -65,6 +71,15 @@ func (n *Node) serveAdmin() error {
 		}
 	}
 	return nil
+}
+
+// adminOps are the admin ops as the metrics name them: admin.<op>.
+func adminOps() []string {
+	var ops []string
+	for _, op := range slices.Concat(apiwire.AdminAll, apiwire.AdminOne) {
+		ops = append(ops, "admin."+op)
+	}
+	return ops
 }
 
 // answerBounded answers m on its own goroutine, taking one of the server API's handler slots; with none

@@ -3,12 +3,16 @@ package sharedobject_test
 import (
 	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rso-server/rso/client"
+	"github.com/rso-server/rso/internal/metrics"
 	"github.com/rso-server/rso/sharedobject"
 	"github.com/rso-server/rso/sharedobject/backend"
 )
@@ -137,7 +141,8 @@ func TestAdminSeesAndSteersEveryNode(t *testing.T) {
 
 func TestAdminRefusesBadRequests(t *testing.T) {
 	srv := startNATS(t, "")
-	n := startNode(t, srv, nil)
+	reg := prometheus.NewRegistry()
+	n := startNode(t, srv, func(c *sharedobject.Config) { c.Registerer = reg })
 	admin := backend.NewAdmin(n.nc)
 	ask := func(op, body string) map[string]any {
 		t.Helper()
@@ -178,6 +183,26 @@ func TestAdminRefusesBadRequests(t *testing.T) {
 	_, err := admin.Disconnect(ctxT(t), "", "", 0, "")
 	if !errors.Is(err, &backend.Error{Code: backend.CodeBadFrame}) {
 		t.Fatalf("Disconnect of nobody: %v", err)
+	}
+	// Counted by op and result, beside the server API's requests.
+	ms := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer ms.Close()
+	got, err := metrics.Scrape(ms.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		labels []string
+		value  float64
+	}{
+		{[]string{"op=admin.nodes", "result=ok"}, 1},
+		{[]string{"op=admin.objects", "result=bad_json"}, 2},
+		{[]string{"op=admin.disconnect", "result=bad_frame"}, 3},
+		{nil, 12},
+	} {
+		if v := metrics.Sum(got, "rso_so_api_requests_total", w.labels...); v != w.value {
+			t.Errorf("rso_so_api_requests_total%v = %v, want %v", w.labels, v, w.value)
+		}
 	}
 }
 
