@@ -52,6 +52,7 @@ const (
 	CloseSlowConsumer = 4008 // reconnect and resync
 	CloseAbuse        = 4009 // reconnect after ≥ 5 s
 	ClosePongTimeout  = 4010 // reconnect
+	CloseOperator     = 4011 // an operator closed the session (the text says why): stop
 )
 
 // ErrClosed is returned (wrapped with the reason from CloseErr) by calls on a connection that has ended.

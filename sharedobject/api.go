@@ -33,24 +33,14 @@ func (n *Node) serveAPI() error {
 		sub, err := n.nc.QueueSubscribe(apiwire.SubjectPrefix+op, apiwire.Queue, func(m *nats.Msg) {
 			// Answer on its own goroutine: a lock request may wait, and must not hold up other calls. The
 			// goroutines are bounded: past maxAPIHandlers the request is answered busy at once.
-			select {
-			case n.apiSlots <- struct{}{}:
-			default:
-				rep := failed(wire.Errorf(wire.CodeBusy, "this node is working on %d server-API requests; retry shortly", maxAPIHandlers))
+			n.answerBounded(m, func(busy *wire.Error) any {
+				rep := failed(busy)
+				if busy == nil {
+					rep = n.handleAPI(op, m.Data)
+				}
 				n.met.apiAnswered(op, rep.Error)
-				out, _ := json.Marshal(rep)
-				m.Respond(out)
-				return
-			}
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				defer func() { <-n.apiSlots }()
-				rep := n.handleAPI(op, m.Data)
-				n.met.apiAnswered(op, rep.Error)
-				out, _ := json.Marshal(rep)
-				m.Respond(out)
-			}()
+				return rep
+			})
 		})
 		if err != nil {
 			return fmt.Errorf("sharedobject: cannot serve rso.api.%s: %w", op, err)

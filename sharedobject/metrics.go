@@ -1,6 +1,8 @@
 package sharedobject
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rso-server/rso/internal/metrics"
@@ -80,11 +82,11 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		hookDuration: f.NewHistogram(prometheus.HistogramOpts{Name: "rso_so_hook_duration_seconds",
 			Help: "Validation hook calls, from request to answer (or giving up).", Buckets: metrics.LatencyBuckets}),
 		api: f.NewCounterVec(prometheus.CounterOpts{Name: "rso_so_api_requests_total",
-			Help: "Server-side API requests (rso.api.<op>), by op and result (ok, or the error code)."}, []string{"op", "result"}),
+			Help: "Server-side API requests (rso.api.<op>) and admin requests (rso.admin.so.<op>, op admin.<op>), by op and result (ok, or the error code)."}, []string{"op", "result"}),
 		apiOK: map[string]prometheus.Counter{},
 		apiBy: map[string]map[string]prometheus.Counter{},
 	}
-	for _, op := range apiwire.Ops {
+	for _, op := range slices.Concat(apiwire.Ops, adminOps()) {
 		m.apiOK[op] = m.api.WithLabelValues(op, "ok")
 		m.apiBy[op] = map[string]prometheus.Counter{}
 		for _, code := range wire.Codes {

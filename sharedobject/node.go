@@ -94,6 +94,7 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // writers and background loops
 
+	started  time.Time
 	closing  atomic.Bool
 	mu       sync.Mutex
 	objects  map[objKey]*object
@@ -129,7 +130,7 @@ func NewNode(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, js: js, cfg: cfg, id: ids.Safe(cfg.NodeID), log: cfg.Logger,
 		objects: map[objKey]*object{}, sessions: map[*session]struct{}{}, done: make(chan struct{}),
 		apiSlots: make(chan struct{}, maxAPIHandlers), streamBorn: map[string]time.Time{},
-		met: newNodeMetrics(cfg.Registerer),
+		met: newNodeMetrics(cfg.Registerer), started: time.Now(),
 	}
 	n.alarms = ratelog.New(n.log, alarmBurst, alarmEvery)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -282,7 +283,10 @@ func (n *Node) setup(ctx context.Context) error {
 	if n.hooks, err = startHookTable(ctx, n); err != nil {
 		return err
 	}
-	return n.serveAPI()
+	if err := n.serveAPI(); err != nil {
+		return err
+	}
+	return n.serveAdmin()
 }
 
 // ensureStorage creates (or checks) the streams and buckets. It resets the replicas of a stream that was

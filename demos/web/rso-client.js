@@ -59,7 +59,8 @@ var CloseCode = {
   TokenExpired: 4003,
   SlowConsumer: 4008,
   Abuse: 4009,
-  PongTimeout: 4010
+  PongTimeout: 4010,
+  Operator: 4011
 };
 var closeCodeNames = {
   [CloseCode.Normal]: "normal",
@@ -72,7 +73,8 @@ var closeCodeNames = {
   [CloseCode.TokenExpired]: "token_expired",
   [CloseCode.SlowConsumer]: "slow_consumer",
   [CloseCode.Abuse]: "abuse",
-  [CloseCode.PongTimeout]: "pong_timeout"
+  [CloseCode.PongTimeout]: "pong_timeout",
+  [CloseCode.Operator]: "operator_disconnect"
 };
 var clientDropCloseCode = 4e3;
 function closeAction(code) {
@@ -81,6 +83,7 @@ function closeAction(code) {
     case CloseCode.UnsupportedData:
     // the client sent a binary frame: a bug that reconnecting repeats
     case CloseCode.Unauthorized:
+    case CloseCode.Operator:
       return "stop";
     case CloseCode.TokenExpired:
       return "new-token";

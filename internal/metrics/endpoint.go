@@ -22,7 +22,7 @@ type Endpoint struct {
 }
 
 // Close codes counted without a label lookup (any other code is counted too, more slowly).
-var knownCloses = []int{0, 1000, 1001, 1003, 1006, 1009, 1011, 1012, 4001, 4003, 4008, 4009, 4010}
+var knownCloses = []int{0, 1000, 1001, 1003, 1006, 1009, 1011, 1012, 4001, 4003, 4008, 4009, 4010, 4011}
 
 // NewEndpoint makes the connection collectors of one endpoint ("so", "relay").
 func NewEndpoint(f promauto.Factory, endpoint string) *Endpoint {

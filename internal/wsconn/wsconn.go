@@ -27,6 +27,7 @@ const (
 	CloseSlowConsumer = 4008
 	CloseAbuse        = 4009
 	CloseNoPong       = 4010
+	CloseOperator     = 4011 // closed by an operator (rso.admin.so.disconnect), unless they chose another code
 )
 
 const (

@@ -74,6 +74,7 @@ export const CloseCode = {
   SlowConsumer: 4008,
   Abuse: 4009,
   PongTimeout: 4010,
+  Operator: 4011,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -90,6 +91,7 @@ export const closeCodeNames: Readonly<Record<number, string>> = {
   [CloseCode.SlowConsumer]: "slow_consumer",
   [CloseCode.Abuse]: "abuse",
   [CloseCode.PongTimeout]: "pong_timeout",
+  [CloseCode.Operator]: "operator_disconnect",
 };
 
 /** The close code the SDK uses when it drops a socket itself (dead peer, protocol error). */
@@ -110,6 +112,7 @@ export function closeAction(code: number): CloseAction {
     case CloseCode.Normal:
     case CloseCode.UnsupportedData: // the client sent a binary frame: a bug that reconnecting repeats
     case CloseCode.Unauthorized:
+    case CloseCode.Operator: // an operator closed the session: the reason says why; reconnecting would undo it
       return "stop";
     case CloseCode.TokenExpired:
       return "new-token";

@@ -50,22 +50,30 @@ type Snapshot struct {
 // call sends one request; a refusal by the service comes back as an *Error.
 func (a *API) call(ctx context.Context, op string, obj Object, req apiwire.Request) (*apiwire.Reply, error) {
 	req.Obj, req.Persistent = obj.Name, obj.Persistent
-	data, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	m, err := a.nc.RequestWithContext(ctx, apiwire.SubjectPrefix+op, data)
-	if err != nil {
-		return nil, fmt.Errorf("%s%s: %w", apiwire.SubjectPrefix, op, err)
-	}
 	var rep apiwire.Reply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return nil, fmt.Errorf("%s%s: unreadable reply: %w", apiwire.SubjectPrefix, op, err)
+	if err := request(ctx, a.nc, apiwire.SubjectPrefix+op, req, &rep); err != nil {
+		return nil, err
 	}
 	if rep.Error != nil {
 		return nil, rep.Error
 	}
 	return &rep, nil
+}
+
+// request sends req as JSON to subject and reads the one reply into rep.
+func request(ctx context.Context, nc *nats.Conn, subject string, req, rep any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	m, err := nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	if err := json.Unmarshal(m.Data, rep); err != nil {
+		return fmt.Errorf("%s: unreadable reply: %w", subject, err)
+	}
+	return nil
 }
 
 // Get reads an object.

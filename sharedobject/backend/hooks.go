@@ -112,13 +112,18 @@ func UnregisterHook(ctx context.Context, nc *nats.Conn, name string) error {
 
 // hooksBucket opens RSO_HOOKS, which the nodes create.
 func hooksBucket(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, error) {
+	return bucket(ctx, nc, apiwire.HooksBucket)
+}
+
+// bucket opens a key-value bucket the nodes create.
+func bucket(ctx context.Context, nc *nats.Conn, name string) (jetstream.KeyValue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, apiwire.HooksBucket)
+	kv, err := js.KeyValue(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("backend: no %s bucket (start an rso node first): %w", apiwire.HooksBucket, err)
+		return nil, fmt.Errorf("backend: no %s bucket (start an rso node first): %w", name, err)
 	}
 	return kv, nil
 }

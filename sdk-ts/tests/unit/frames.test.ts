@@ -172,7 +172,7 @@ describe("codes mirror docs/PROTOCOL.md", () => {
     assert.deepEqual([...ours].sort(), [...documented].sort());
     assert.deepEqual(
       Object.fromEntries(documented.map((c) => [c, closeAction(c)])),
-      { 1000: "stop", 1003: "stop", 1009: "reconnect", 1011: "reconnect", 1012: "reconnect-soon", 4001: "stop", 4003: "new-token", 4008: "reconnect", 4009: "reconnect-late", 4010: "reconnect" },
+      { 1000: "stop", 1003: "stop", 1009: "reconnect", 1011: "reconnect", 1012: "reconnect-soon", 4001: "stop", 4003: "new-token", 4008: "reconnect", 4009: "reconnect-late", 4010: "reconnect", 4011: "stop" },
     );
   });
 

@@ -80,6 +80,7 @@ describe("close codes", () => {
     { code: 1000, retry: false, name: "normal" },
     { code: 4001, retry: false, name: "unauthorized" },
     { code: 4003, retry: false, name: "token_expired" },
+    { code: 4011, retry: false, name: "operator_disconnect" },
     { code: 1006, retry: true, name: "connection_lost" },
     { code: 1009, retry: true, name: "message_too_big" },
     { code: 1011, retry: true, name: "server_error" },
