@@ -110,6 +110,7 @@ type Main struct {
 	reg                    *prometheus.Registry // the runtime's and NATS's collectors
 	gather                 gatherers            // reg and each started service's registry: served at /metrics
 	metricsHTTP, debugHTTP *http.Server         // nil when off
+	metricsMux             *http.ServeMux       // -metrics-addr's routes: /metrics, and /admin/api/ once NATS is up
 
 	// Until ready, every HTTP request is answered 503 with what startup waits for (starting);
 	// then mux serves.
@@ -171,6 +172,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.watchNATS()
 	m.registerNATS()
+	if m.metricsMux != nil {
+		m.adminRoutes(m.metricsMux)
+	}
 
 	// From here every step needs JetStream, which a cluster that is still forming (members starting in any
 	// order, leaders being elected) cannot give yet: each step is retried until -startup-timeout.

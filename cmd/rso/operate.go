@@ -107,6 +107,7 @@ func (m *Main) listenOperator() error {
 		mux.Handle("GET /metrics", m.requireAdmin(promhttp.HandlerFor(&m.gather, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn), MaxRequestsInFlight: 4,
 		})))
+		m.metricsMux = mux // the admin API joins it once NATS is up (adminRoutes)
 		if m.metricsHTTP, err = open(c.MetricsAddr, "metrics-addr", mux); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -136,5 +137,79 @@ func TestMetricsAndProfiler(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("pprof: %s", resp.Status)
+	}
+}
+
+// The admin API over HTTP: refused without the token; with it, nodes, objects and one object's slots are
+// read, a user is disconnected (the client sees 4011 and the reason), and an object is cleared.
+func TestAdminAPI(t *testing.T) {
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	startRun(t, []string{"-addr", addr, "-data", t.TempDir(), "-metrics-addr", metricsAddr, "-demos=false"}, env{"RSO_ADMIN_TOKEN": testAdminToken})
+	waitHealth(t, addr, http.StatusOK)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ann, err := client.Dial(ctx, "ws://"+addr+"/so?user=ann", client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ann.Close()
+	if _, err := ann.Subscribe(ctx, "room/1", true, 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ann.Update(ctx, "room/1", true, []client.Change{{Name: "x", Value: json.RawMessage(`"hi"`)}}); err != nil {
+		t.Fatal(err)
+	}
+
+	call := func(method, path, body, token string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+metricsAddr+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, _ := call("GET", "/admin/api/nodes", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("nodes without the token: %d", code)
+	}
+	if code, _ := call("GET", "/admin/api/nodes", "", "wrong-token-wrong-token"); code != http.StatusUnauthorized {
+		t.Errorf("nodes with a wrong token: %d", code)
+	}
+	code, out := call("GET", "/admin/api/nodes", "", testAdminToken)
+	if nodes, _ := out["nodes"].([]any); code != 200 || len(nodes) != 1 || nodes[0].(map[string]any)["connections"] != 1.0 {
+		t.Fatalf("nodes: %d %v", code, out)
+	}
+	code, out = call("GET", "/admin/api/objects?prefix=room/", "", testAdminToken)
+	if b, _ := json.Marshal(out); code != 200 || !strings.Contains(string(b), `"obj":"room/1"`) || !strings.Contains(string(b), `"subscribers":1`) {
+		t.Fatalf("objects: %d %s", code, b)
+	}
+	code, out = call("GET", "/admin/api/object?obj=room/1", "", testAdminToken)
+	if slots, _ := out["slots"].(map[string]any); code != 200 || slots["x"] != "hi" {
+		t.Fatalf("object: %d %v", code, out)
+	}
+	if code, out = call("GET", "/admin/api/object", "", testAdminToken); code != http.StatusBadRequest || out["error"] == nil {
+		t.Errorf("object without ?obj=: %d %v", code, out)
+	}
+	code, out = call("POST", "/admin/api/clear?obj=room/1", "", testAdminToken)
+	if code != 200 {
+		t.Fatalf("clear: %d %v", code, out)
+	}
+	if _, out = call("GET", "/admin/api/object?obj=room/1", "", testAdminToken); out["slots"] == nil || len(out["slots"].(map[string]any)) != 0 {
+		t.Errorf("after clear: %v", out)
+	}
+	code, out = call("POST", "/admin/api/disconnect", `{"user":"ann","reason":"maintenance"}`, testAdminToken)
+	if closed, _ := out["closed"].(map[string]any); code != 200 || closed["total"] != 1.0 {
+		t.Fatalf("disconnect: %d %v", code, out)
+	}
+	<-ann.Done()
+	var ce *client.CloseError
+	if !errors.As(ann.CloseErr(), &ce) || ce.Code != 4011 || !strings.Contains(ce.Text, "maintenance") {
+		t.Fatalf("ann closed with %v, want 4011 maintenance", ann.CloseErr())
 	}
 }
