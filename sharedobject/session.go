@@ -103,7 +103,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	onClose := func(code int) {
 		n.met.ep.Closed(code)
 		if why := alarmingClose(code); why != "" {
-			n.alarms.Warn(why, "connection closed: "+why, "endpoint", "so", "session", n.id+"/"+sid, "user", ident.User, "remote", r.RemoteAddr, "code", code)
+			n.alarms.Warn(why, "connection closed: "+why, "endpoint", "so", "session", sid, "user", ident.User, "remote", r.RemoteAddr, "code", code)
 		}
 	}
 	s := &session{

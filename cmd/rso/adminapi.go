@@ -104,14 +104,14 @@ func (m *Main) adminRoutes(mux *http.ServeMux) {
 	})
 }
 
-// objectParam reads ?obj=NAME&persistent=true|false (persistent by default).
+// objectParam reads ?obj=NAME&persistent=true|false (temporary by default, as on NATS).
 func objectParam(r *http.Request) (backend.Object, error) {
 	q := r.URL.Query()
 	name := q.Get("obj")
 	if name == "" {
 		return backend.Object{}, wire.Errorf(wire.CodeBadName, "?obj=NAME is missing")
 	}
-	persistent := true
+	persistent := false
 	if v := q.Get("persistent"); v != "" {
 		var err error
 		if persistent, err = strconv.ParseBool(v); err != nil {

@@ -172,7 +172,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.watchNATS()
 	m.registerNATS()
-	if m.metricsMux != nil {
+	if m.metricsMux != nil && len(c.AdminToken) > 0 {
+		// Only with a token: a browser page cannot add one to a cross-site request, so no page the operator
+		// opens can clear an object or disconnect users through a loopback listener.
 		m.adminRoutes(m.metricsMux)
 	}
 

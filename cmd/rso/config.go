@@ -211,7 +211,7 @@ func options(nodeID string) []option {
 				}
 				return checkHostPort(v, 0)
 			}},
-		{name: "admin-token", def: "", defText: "none", secret: true, meaning: "bearer token (at least 16 bytes) that /metrics requires in \"Authorization: Bearer …\" (prefer the environment variable: flags show in ps)",
+		{name: "admin-token", def: "", defText: "none", secret: true, meaning: "bearer token (at least 16 bytes) that /metrics requires in \"Authorization: Bearer …\"; it also turns on the admin API (/admin/api/ on -metrics-addr), which needs it (prefer the environment variable: flags show in ps)",
 			set: func(c *Config, v string) error {
 				c.AdminToken = nil
 				if v == "" {
@@ -360,7 +360,7 @@ func (c *Config) check() error {
 			c.label("addr"), c.Addr)
 	}
 	if c.MetricsAddr != "" && len(c.AdminToken) == 0 && !c.Insecure && !isLoopback(c.MetricsAddr) {
-		return fmt.Errorf("%s %q is not a loopback address and there is no -admin-token, so anyone who can reach it could read the server's numbers: set -admin-token (or RSO_ADMIN_TOKEN), listen on 127.0.0.1, or add -insecure to allow it anyway",
+		return fmt.Errorf("%s %q is not a loopback address and there is no -admin-token, so anyone who can reach it could read the server's numbers (the admin API is only served with a token): set -admin-token (or RSO_ADMIN_TOKEN), listen on 127.0.0.1, or add -insecure to allow it anyway",
 			c.label("metrics-addr"), c.MetricsAddr)
 	}
 	if len(c.TokenSecret) == 0 && !c.Insecure && c.RelayTCP != "" && !isLoopback(c.RelayTCP) {

@@ -189,18 +189,18 @@ func TestAdminAPI(t *testing.T) {
 	if b, _ := json.Marshal(out); code != 200 || !strings.Contains(string(b), `"obj":"room/1"`) || !strings.Contains(string(b), `"subscribers":1`) {
 		t.Fatalf("objects: %d %s", code, b)
 	}
-	code, out = call("GET", "/admin/api/object?obj=room/1", "", testAdminToken)
+	code, out = call("GET", "/admin/api/object?obj=room/1&persistent=true", "", testAdminToken)
 	if slots, _ := out["slots"].(map[string]any); code != 200 || slots["x"] != "hi" {
 		t.Fatalf("object: %d %v", code, out)
 	}
 	if code, out = call("GET", "/admin/api/object", "", testAdminToken); code != http.StatusBadRequest || out["error"] == nil {
 		t.Errorf("object without ?obj=: %d %v", code, out)
 	}
-	code, out = call("POST", "/admin/api/clear?obj=room/1", "", testAdminToken)
+	code, out = call("POST", "/admin/api/clear?obj=room/1&persistent=true", "", testAdminToken)
 	if code != 200 {
 		t.Fatalf("clear: %d %v", code, out)
 	}
-	if _, out = call("GET", "/admin/api/object?obj=room/1", "", testAdminToken); out["slots"] == nil || len(out["slots"].(map[string]any)) != 0 {
+	if _, out = call("GET", "/admin/api/object?obj=room/1&persistent=true", "", testAdminToken); out["slots"] == nil || len(out["slots"].(map[string]any)) != 0 {
 		t.Errorf("after clear: %v", out)
 	}
 	code, out = call("POST", "/admin/api/disconnect", `{"user":"ann","reason":"maintenance"}`, testAdminToken)

@@ -44,16 +44,18 @@ func NewEndpoint(f promauto.Factory, endpoint string) *Endpoint {
 	for _, c := range knownCloses {
 		e.closes[c] = e.Closes.WithLabelValues(strconv.Itoa(c))
 	}
+	e.closes[-1] = e.Closes.WithLabelValues("other")
 	return e
 }
 
-// Closed counts one close with code: it fits wsconn.Options.OnClose.
+// Closed counts one close with code: it fits wsconn.Options.OnClose. A code not in the known list (an
+// operator's own disconnect code, say) counts as "other", so that the series stay few.
 func (e *Endpoint) Closed(code int) {
-	if c, ok := e.closes[code]; ok {
-		c.Inc()
-		return
+	c, ok := e.closes[code]
+	if !ok {
+		c = e.closes[-1]
 	}
-	e.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
+	c.Inc()
 }
 
 // Refused counts one error frame with code; a code that is not in wire.Codes counts as "other", so

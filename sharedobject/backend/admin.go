@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -158,8 +159,9 @@ func (a *Admin) one(ctx context.Context, op string, obj Object) (*apiwire.Object
 
 // gather publishes one request to a subject every node serves and collects the answers, one per node,
 // sorted by node id: until every node listed in RSO_NODES has answered, or the timeout. Nodes that did not
-// answer are named by a *MissingError, returned with what came. A refusal (the same from every node: the
-// request was bad) is returned as an *Error.
+// answer, or answered with a refusal that a retry may fix (busy: its answer slots were full), are named by
+// a *MissingError, returned with what came. Any other refusal (the same from every node: the request was
+// bad) is returned as an *Error.
 func (a *Admin) gather(ctx context.Context, op string, req apiwire.AdminRequest) ([]json.RawMessage, error) {
 	timeout := a.Timeout
 	if timeout <= 0 {
@@ -192,6 +194,8 @@ func gatherRaw(ctx context.Context, nc *nats.Conn, op string, data []byte, expec
 	}
 	got := map[string]json.RawMessage{}
 	var refusal error
+	var retry []string // nodes that answered busy
+	expect = maps.Clone(expect)
 	pending := len(expect)
 	for pending > 0 {
 		select {
@@ -203,7 +207,7 @@ func gatherRaw(ctx context.Context, nc *nats.Conn, op string, data []byte, expec
 			if err := json.Unmarshal(m.Data, &head); err != nil {
 				continue // not an answer of a node
 			}
-			if head.Error != nil {
+			if head.Error != nil && !wire.Retryable(head.Error.Code) {
 				refusal = head.Error
 			}
 			if _, dup := got[head.Node]; dup {
@@ -211,11 +215,15 @@ func gatherRaw(ctx context.Context, nc *nats.Conn, op string, data []byte, expec
 			}
 			if head.Error == nil {
 				got[head.Node] = m.Data
-			} else {
+			} else if !wire.Retryable(head.Error.Code) {
 				got[head.Node] = nil
 			}
 			if expect[head.Node] {
 				pending--
+				delete(expect, head.Node) // answered (a retryable refusal still counts as missing below)
+				if head.Error != nil && wire.Retryable(head.Error.Code) {
+					retry = append(retry, head.Node)
+				}
 			}
 		case <-ctx.Done():
 			pending = -1
@@ -235,11 +243,9 @@ func gatherRaw(ctx context.Context, nc *nats.Conn, op string, data []byte, expec
 	if refusal != nil {
 		return out, refusal
 	}
-	var missing []string
-	for node := range expect {
-		if _, ok := got[node]; !ok {
-			missing = append(missing, node)
-		}
+	missing := retry
+	for node := range expect { // live nodes that never answered
+		missing = append(missing, node)
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
