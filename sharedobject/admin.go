@@ -12,7 +12,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rso-server/rso/internal/metrics"
 	"github.com/rso-server/rso/internal/wire"
 	"github.com/rso-server/rso/internal/wsconn"
 	"github.com/rso-server/rso/sharedobject/internal/apiwire"
@@ -151,6 +153,8 @@ func (n *Node) handleAdmin(op string, data []byte) any {
 		return n.adminObjects(&req)
 	case "disconnect":
 		return n.adminDisconnect(&req)
+	case "stats":
+		return n.adminStats()
 	}
 	// object and clear: the server API's get and clear, checked and written as it does.
 	api, _ := json.Marshal(apiwire.Request{Obj: req.Obj, Persistent: req.Persistent})
@@ -190,10 +194,19 @@ func (n *Node) adminObjects(req *apiwire.AdminRequest) any {
 	case limit < 0 || limit > apiwire.MaxObjectsLimit:
 		return n.adminFailed("objects", wire.Errorf(wire.CodeBadFrame, "limit %d must be 1 to %d", limit, apiwire.MaxObjectsLimit))
 	}
+	byRate := false
+	switch req.Sort {
+	case "", "subscribers":
+	case "rate":
+		byRate = true
+	default:
+		return n.adminFailed("objects", wire.Errorf(wire.CodeBadFrame, "sort %q must be \"subscribers\" or \"rate\"", clip(req.Sort)))
+	}
 	if len(req.Prefix) > n.cfg.Limits.MaxNameBytes {
 		return n.adminFailed("objects", wire.Errorf(wire.CodeBadName, "prefix is %d bytes; object names have at most %d", len(req.Prefix), n.cfg.Limits.MaxNameBytes))
 	}
 	list := []apiwire.ObjectInfo{}
+	now := time.Now().UnixMilli()
 	for _, o := range n.loadedObjects() {
 		if !strings.HasPrefix(o.key.name, req.Prefix) {
 			continue
@@ -208,10 +221,13 @@ func (n *Node) adminObjects(req *apiwire.AdminRequest) any {
 		}
 		o.mu.Lock()
 		list = append(list, apiwire.ObjectInfo{Obj: o.key.name, Persistent: o.key.persistent, Subscribers: len(o.subs),
-			Version: o.state.Version, Slots: o.state.Len(), Bytes: o.state.Bytes()})
+			Version: o.state.Version, Slots: o.state.Len(), Bytes: o.state.Bytes(), Changes1m: o.rate.lastMinute(now)})
 		o.mu.Unlock()
 	}
 	slices.SortFunc(list, func(a, b apiwire.ObjectInfo) int {
+		if byRate && a.Changes1m != b.Changes1m {
+			return b.Changes1m - a.Changes1m
+		}
 		if a.Subscribers != b.Subscribers {
 			return b.Subscribers - a.Subscribers
 		}
@@ -270,4 +286,19 @@ func (n *Node) adminDisconnect(req *apiwire.AdminRequest) any {
 		n.log.Info("sessions closed by an operator", "user", req.User, "session", req.Session, "code", code, "closed", len(victims))
 	}
 	return apiwire.Closed{Node: n.id, Closed: len(victims)}
+}
+
+func (n *Node) adminStats() any {
+	g, ok := n.cfg.Gatherer, true
+	if g == nil {
+		g, ok = n.cfg.Registerer.(prometheus.Gatherer)
+	}
+	if !ok {
+		return n.adminFailed("stats", wire.Errorf(wire.CodeUnavailable, "this node's metrics registry cannot be read: give sharedobject.Config a Gatherer"))
+	}
+	m, err := metrics.Snapshot(g, apiwire.StatsFamilies)
+	if err != nil {
+		n.alarms.Warn("metrics", "cannot gather the node's metrics for rso.admin.so.stats", "err", err)
+	}
+	return apiwire.NodeStats{Node: n.id, At: time.Now().UnixMilli(), Metrics: m}
 }

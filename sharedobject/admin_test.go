@@ -80,7 +80,7 @@ func TestAdminSeesAndSteersEveryNode(t *testing.T) {
 		t.Fatalf("Nodes: no start time: %+v", nodes[0])
 	}
 
-	objs, err := admin.Objects(ctxT(t), "room/", 0)
+	objs, err := admin.Objects(ctxT(t), backend.ObjectsQuery{Prefix: "room/"})
 	if err != nil || len(objs) != 2 || objs[0].Node != "n1" || len(objs[0].Objects) != 2 || objs[0].Total != 2 {
 		t.Fatalf("Objects: %+v %v", objs, err)
 	}
@@ -90,7 +90,7 @@ func TestAdminSeesAndSteersEveryNode(t *testing.T) {
 	if o := objs[0].Objects[1]; o.Name != "room/2" || o.Persistent || o.Subscribers != 1 {
 		t.Fatalf("Objects n1: %+v", objs[0].Objects)
 	}
-	if objs, err := admin.Objects(ctxT(t), "room/2", 1); err != nil || len(objs[0].Objects) != 1 || len(objs[1].Objects) != 0 {
+	if objs, err := admin.Objects(ctxT(t), backend.ObjectsQuery{Prefix: "room/2", Limit: 1}); err != nil || len(objs[0].Objects) != 1 || len(objs[1].Objects) != 0 {
 		t.Fatalf("Objects with a prefix: %+v %v", objs, err)
 	}
 
@@ -229,4 +229,62 @@ func jetstreamNew(t *testing.T, n *testNode) (jetstream.KeyValue, error) {
 		t.Fatal(err)
 	}
 	return js.KeyValue(ctxT(t), "RSO_NODES")
+}
+
+// The admin page's two sources: objects by their recent changes (every replica counts the same, whichever
+// node committed), and each node's own numbers from its metrics.
+func TestAdminListsBusiestObjectsAndEachNodesNumbers(t *testing.T) {
+	srv := startNATS(t, "")
+	n1, n2 := startNode(t, srv, func(c *sharedobject.Config) { c.NodeID = "n1" }), startNode(t, srv, func(c *sharedobject.Config) { c.NodeID = "n2" })
+	admin := backend.NewAdmin(n1.nc)
+	a := dial(t, n1.url+"?user=alice", "")
+	b := dial(t, n2.url+"?user=bob", "")
+	sub(t, a, "quiet", true)
+	sub(t, a, "busy", true)
+	sub(t, b, "busy", true)
+	sub(t, b, "quiet", true)
+	sub(t, b, "crowd", true) // most subscribers on n2, no changes
+	dial2 := dial(t, n2.url+"?user=carol", "")
+	sub(t, dial2, "crowd", true)
+	update(t, a, "quiet", true, set("x", 0, 1))
+	for i := range 4 {
+		update(t, b, "busy", true, set("x", uint64(i), i)) // committed on n2, counted on n1's replica too
+	}
+	waitFor(t, "n1 to apply bob's writes", func() bool {
+		objs, err := admin.Objects(ctxT(t), backend.ObjectsQuery{ByRate: true})
+		return err == nil && len(objs[0].Objects) == 2 && objs[0].Objects[0].Version == 4
+	})
+	objs, err := admin.Objects(ctxT(t), backend.ObjectsQuery{ByRate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, no := range objs {
+		if o := no.Objects[0]; o.Name != "busy" || o.ChangesLastMinute != 4 {
+			t.Errorf("%s by rate: first %s with %d changes, want busy with 4: %+v", no.Node, o.Name, o.ChangesLastMinute, no.Objects)
+		}
+	}
+	if o := objs[1].Objects; len(o) != 3 || o[2].Name != "crowd" || o[2].ChangesLastMinute != 0 {
+		t.Errorf("n2 by rate: %+v, want crowd last", o)
+	}
+	if objs, err := admin.Objects(ctxT(t), backend.ObjectsQuery{}); err != nil || objs[1].Objects[0].Name != "crowd" {
+		t.Errorf("n2 by subscribers: %+v %v, want crowd first", objs, err)
+	}
+
+	stats, err := admin.Stats(ctxT(t))
+	if err != nil || len(stats) != 2 || stats[0].Node != "n1" || stats[1].Node != "n2" || time.Since(stats[0].At) > waitLimit {
+		t.Fatalf("Stats: %+v %v", stats, err)
+	}
+	commits := func(s backend.NodeStats) float64 {
+		var m map[string][]metrics.Series
+		if err := json.Unmarshal(s.Metrics, &m); err != nil {
+			t.Fatalf("%s's metrics: %v", s.Node, err)
+		}
+		if h := m["rso_so_commit_duration_seconds"]; len(h) != 1 || len(h[0].Buckets) == 0 || h[0].Value != m["rso_so_commits_total"][0].Value {
+			t.Errorf("%s's commit latency %+v: want a histogram with as many writes as commits (%+v)", s.Node, h, m["rso_so_commits_total"])
+		}
+		return m["rso_so_commits_total"][0].Value
+	}
+	if c1, c2 := commits(stats[0]), commits(stats[1]); c1 != 1 || c2 != 4 {
+		t.Errorf("commits: n1 %v, n2 %v; want 1 and 4", c1, c2)
+	}
 }

@@ -59,12 +59,19 @@ type Config struct {
 	Auth            *auth.Verifier
 	Logger          *slog.Logger
 	// Registerer is where the node registers its Prometheus collectors (cmd/rso passes the registry it
-	// serves at /metrics); nil: they count into a private registry and are not exported. A node registers
+	// serves at /metrics); nil: they count into a private registry, not exported but read by stats. A node registers
 	// its collectors once, so two nodes need two registries.
 	Registerer prometheus.Registerer
+	// Gatherer is what rso.admin.so.stats reads the node's numbers from: cmd/rso passes everything it
+	// serves at /metrics (every service's), so the admin page sees the whole process. nil: the
+	// Registerer, when it is a registry.
+	Gatherer prometheus.Gatherer
 }
 
 func (c *Config) withDefaults() error {
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry() // private, but rso.admin.so.stats still reads it
+	}
 	d := DefaultLimits()
 	l := &c.Limits
 	setDefault(&l.MaxFrameBytes, d.MaxFrameBytes)

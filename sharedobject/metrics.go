@@ -26,6 +26,7 @@ type nodeMetrics struct {
 	retries          prometheus.Counter // rso_so_write_retries_total
 
 	publish prometheus.Histogram // rso_so_publish_duration_seconds
+	commit  prometheus.Histogram // rso_so_commit_duration_seconds
 	catchUp prometheus.Histogram // rso_so_catchup_duration_seconds
 
 	deliveries prometheus.Counter // rso_so_deliveries_total: frames queued to sessions
@@ -68,6 +69,8 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 			Help: "Writes judged again after another node committed first (or the object changed while a hook decided)."}),
 		publish: f.NewHistogram(prometheus.HistogramOpts{Name: "rso_so_publish_duration_seconds",
 			Help: "JetStream publishes of object log entries, from publish to ack (or failure).", Buckets: metrics.LatencyBuckets}),
+		commit: f.NewHistogram(prometheus.HistogramOpts{Name: "rso_so_commit_duration_seconds",
+			Help: "Writes stored, from queued on this node to stored in the object's log: waiting behind other writes, hooks, retries and the publish.", Buckets: metrics.LatencyBuckets}),
 		catchUp: f.NewHistogram(prometheus.HistogramOpts{Name: "rso_so_catchup_duration_seconds",
 			Help: "Catch-ups of a replica: reading its object's log.", Buckets: metrics.LatencyBuckets}),
 		deliveries: f.NewCounter(prometheus.CounterOpts{Name: "rso_so_deliveries_total",

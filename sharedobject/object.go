@@ -52,6 +52,7 @@ type object struct {
 	// versionGap is set when an applied commit was not the next version: the replica no longer matches the
 	// log (entries of a stream created again, applied onto the old state), and a catch-up starts it over.
 	versionGap bool
+	rate       changeRate // slot changes and messages of the last minute
 }
 
 type objKey struct {
@@ -261,6 +262,7 @@ func (o *object) applyLocked(seq uint64, e *model.Entry) {
 	for _, op := range e.Ops {
 		switch {
 		case op.Commit != nil:
+			o.rate.add(e.TS, len(op.Commit.Sets)+len(op.Commit.Deletes))
 			o.applyCommitLocked(op.Commit)
 		case op.Msg != nil:
 			if op.Msg.ID != "" {
@@ -269,6 +271,7 @@ func (o *object) applyLocked(seq uint64, e *model.Entry) {
 				}
 				o.state.RememberMessage(op.Msg)
 			}
+			o.rate.add(e.TS, 1)
 			frame := messageFrame(o.key.name, o.key.persistent, op.Msg)
 			f, sent := wsconn.NewShared(frame), 0
 			for s := range o.subs {

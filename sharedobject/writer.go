@@ -36,6 +36,7 @@ type writeReq struct {
 	holds    string           // server-side write made under this lock: may pass it
 	unlockID string           // release this lock once the write is committed
 	retries  int
+	queued   time.Time // when it joined the queue (rso_so_commit_duration_seconds)
 	// what its draft's commit does to slots, counted once the commit is stored (rso_so_slot_changes_total)
 	accepted int
 	rejects  []rejectNote
@@ -55,6 +56,7 @@ func (o *object) enqueue(r *writeReq) {
 		o.mu.Unlock()
 		return
 	}
+	r.queued = time.Now()
 	o.wq = append(o.wq, r)
 	o.wakeWritersLocked() // a writer waiting on a lock may be able to take this one (an unlock)
 	start := !o.writing
@@ -168,6 +170,7 @@ func (o *object) commit(reqs []*writeReq) (needSnapshot bool) {
 		o.node.met.commits.Inc()
 		for _, r := range pending {
 			o.node.met.slotOutcomes(r.accepted, r.rejects)
+			o.node.met.commit.Observe(time.Since(r.queued).Seconds())
 		}
 		o.logBytes += len(data)
 		if o.seq == base {

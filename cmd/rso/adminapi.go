@@ -45,14 +45,30 @@ func (m *Main) adminRoutes(mux *http.ServeMux) {
 			}
 			limit = n
 		}
-		nodes, err := admin.Objects(ctx, r.URL.Query().Get("prefix"), limit)
+		q := backend.ObjectsQuery{Prefix: r.URL.Query().Get("prefix"), Limit: limit}
+		switch r.URL.Query().Get("sort") {
+		case "", "subscribers":
+		case "rate":
+			q.ByRate = true
+		default:
+			return nil, wire.Errorf(wire.CodeBadFrame, "sort must be subscribers or rate")
+		}
+		nodes, err := admin.Objects(ctx, q)
 		out := []adminNodeObjects{}
 		for _, n := range nodes {
 			objs := []adminObject{}
 			for _, o := range n.Objects {
-				objs = append(objs, adminObject{o.Name, o.Persistent, o.Subscribers, o.Version, o.Slots, o.Bytes})
+				objs = append(objs, adminObject{o.Name, o.Persistent, o.Subscribers, o.Version, o.Slots, o.Bytes, o.ChangesLastMinute})
 			}
 			out = append(out, adminNodeObjects{n.Node, objs, n.Total})
+		}
+		return gathered{"nodes", out, err}, err
+	})
+	handle("GET /admin/api/stats", func(ctx context.Context, _ *http.Request) (any, error) {
+		stats, err := admin.Stats(ctx)
+		out := []adminStats{}
+		for _, s := range stats {
+			out = append(out, adminStats{s.Node, s.At.UnixMilli(), s.Metrics})
 		}
 		return gathered{"nodes", out, err}, err
 	})
@@ -137,6 +153,13 @@ type adminObject struct {
 	Version     uint64 `json:"version"`
 	Slots       int    `json:"slots"`
 	Bytes       int    `json:"bytes"`
+	Changes1m   int    `json:"changes_1m"`
+}
+
+type adminStats struct {
+	Node    string          `json:"node"`
+	At      int64           `json:"at"`
+	Metrics json.RawMessage `json:"metrics"`
 }
 
 type adminNodeObjects struct {

@@ -195,6 +195,7 @@ func (m *Main) Run(ctx context.Context) error {
 		reg := prometheus.NewRegistry()
 		m.node, err = sharedobject.NewNode(ctx, m.nc, sharedobject.Config{
 			Registerer:   reg,
+			Gatherer:     &m.gather, // the whole process's numbers, for the admin page
 			NodeID:       c.NodeID,
 			Limits:       c.Limits,
 			ResyncWindow: c.ResyncWindow,

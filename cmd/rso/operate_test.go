@@ -189,6 +189,27 @@ func TestAdminAPI(t *testing.T) {
 	if b, _ := json.Marshal(out); code != 200 || !strings.Contains(string(b), `"obj":"room/1"`) || !strings.Contains(string(b), `"subscribers":1`) {
 		t.Fatalf("objects: %d %s", code, b)
 	}
+	code, out = call("GET", "/admin/api/objects?sort=rate", "", testAdminToken)
+	if b, _ := json.Marshal(out); code != 200 || !strings.Contains(string(b), `"changes_1m":1`) {
+		t.Fatalf("objects by rate: %d %s", code, b)
+	}
+	if code, out = call("GET", "/admin/api/objects?sort=size", "", testAdminToken); code != http.StatusBadRequest {
+		t.Errorf("objects?sort=size: %d %v", code, out)
+	}
+	// The page's numbers: the whole process's, /so's and /relay's (cmd/rso gives the node its gatherer).
+	code, out = call("GET", "/admin/api/stats", "", testAdminToken)
+	var stats struct {
+		Nodes []struct{ Metrics map[string][]metrics.Series }
+	}
+	b, _ := json.Marshal(out)
+	if json.Unmarshal(b, &stats); code != 200 || len(stats.Nodes) != 1 {
+		t.Fatalf("stats: %d %s", code, b)
+	}
+	st := stats.Nodes[0].Metrics
+	if c := st["rso_so_commit_duration_seconds"]; len(c) != 1 || c[0].Value != 1 || len(st["rso_so_deliveries_total"]) != 1 ||
+		len(st["rso_connections"]) != 1 || st["rso_connections"][0].Labels["endpoint"] != "so" {
+		t.Fatalf("stats: want one commit, /so deliveries and one /so connection: %s", b)
+	}
 	code, out = call("GET", "/admin/api/object?obj=room/1&persistent=true", "", testAdminToken)
 	if slots, _ := out["slots"].(map[string]any); code != 200 || slots["x"] != "hi" {
 		t.Fatalf("object: %d %v", code, out)

@@ -75,3 +75,33 @@ func TestEndpointsShareNames(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot keeps the families asked for, with labels, values and a histogram's cumulative buckets.
+func TestSnapshotKeepsTheNamedFamilies(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := metrics.Factory(reg)
+	closes := f.NewCounterVec(prometheus.CounterOpts{Name: "rso_test_closes_total", Help: "closes"}, []string{"code"})
+	lat := f.NewHistogram(prometheus.HistogramOpts{Name: "rso_test_seconds", Help: "latency", Buckets: []float64{0.01, 0.1}})
+	f.NewCounter(prometheus.CounterOpts{Name: "rso_test_other_total", Help: "not asked for"}).Inc()
+	closes.WithLabelValues("4008").Add(2)
+	closes.WithLabelValues("1000") // zero: left out
+	lat.Observe(0.003)
+	lat.Observe(0.05)
+	lat.Observe(3)
+
+	got, err := metrics.Snapshot(reg, []string{"rso_test_closes_total", "rso_test_seconds"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["rso_test_other_total"]; ok || len(got) != 2 {
+		t.Errorf("families %v, want just the two asked for", got)
+	}
+	if c := got["rso_test_closes_total"]; len(c) != 1 || c[0].Labels["code"] != "4008" || c[0].Value != 2 {
+		t.Errorf("closes %+v, want one series code=4008 of 2", c)
+	}
+	h := got["rso_test_seconds"]
+	if len(h) != 1 || h[0].Value != 3 || h[0].Sum != 3.053 || len(h[0].Buckets) != 2 ||
+		h[0].Buckets[0] != [2]float64{0.01, 1} || h[0].Buckets[1] != [2]float64{0.1, 2} {
+		t.Errorf("histogram %+v, want 3 observations summing to 3.053, buckets [0.01 1] [0.1 2]", h)
+	}
+}

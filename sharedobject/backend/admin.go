@@ -64,6 +64,9 @@ type ObjectInfo struct {
 	Version     uint64
 	Slots       int
 	Bytes       int
+	// ChangesLastMinute counts its slot changes and messages in the last minute (50 to 60 s), by the
+	// times of its log entries: every replica of an object counts the same.
+	ChangesLastMinute int
 }
 
 // NodeObjects is what one node answers Objects: its replicas, most subscribers first, and how many
@@ -90,10 +93,21 @@ func (a *Admin) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	return out, err
 }
 
-// Objects asks every live node for the replicas it holds whose names start with prefix, at most limit of
-// them per node (0: 100; at most 1000), most subscribers first. The nodes are sorted by id.
-func (a *Admin) Objects(ctx context.Context, prefix string, limit int) ([]NodeObjects, error) {
-	answers, err := a.gather(ctx, "objects", apiwire.AdminRequest{Prefix: prefix, Limit: limit})
+// ObjectsQuery says which replicas Objects lists.
+type ObjectsQuery struct {
+	Prefix string // names starting with it
+	Limit  int    // per node (0: 100; at most 1000)
+	ByRate bool   // most changes in the last minute first, instead of most subscribers first
+}
+
+// Objects asks every live node for the replicas it holds that q selects, most subscribers (or most recent
+// changes) first. The nodes are sorted by id.
+func (a *Admin) Objects(ctx context.Context, q ObjectsQuery) ([]NodeObjects, error) {
+	req := apiwire.AdminRequest{Prefix: q.Prefix, Limit: q.Limit}
+	if q.ByRate {
+		req.Sort = "rate"
+	}
+	answers, err := a.gather(ctx, "objects", req)
 	var out []NodeObjects
 	for _, raw := range answers {
 		var rep apiwire.NodeObjects
@@ -103,9 +117,35 @@ func (a *Admin) Objects(ctx context.Context, prefix string, limit int) ([]NodeOb
 		no := NodeObjects{Node: rep.Node, Total: rep.Total}
 		for _, o := range rep.Objects {
 			no.Objects = append(no.Objects, ObjectInfo{Object: Object{Name: o.Obj, Persistent: o.Persistent},
-				Subscribers: o.Subscribers, Version: o.Version, Slots: o.Slots, Bytes: o.Bytes})
+				Subscribers: o.Subscribers, Version: o.Version, Slots: o.Slots, Bytes: o.Bytes, ChangesLastMinute: o.Changes1m})
 		}
 		out = append(out, no)
+	}
+	return out, err
+}
+
+// NodeStats is one node's numbers: the metric families of its /metrics that the admin page draws (listed
+// in docs/PROTOCOL.md §2.5), as JSON {"name":[{"labels":{…},"value":…,"sum":…,"buckets":[[le,count]…]}]}.
+type NodeStats struct {
+	Node    string
+	At      time.Time // when it read them
+	Metrics json.RawMessage
+}
+
+// Stats asks every live node for its numbers. The nodes are sorted by id.
+func (a *Admin) Stats(ctx context.Context) ([]NodeStats, error) {
+	answers, err := a.gather(ctx, "stats", apiwire.AdminRequest{})
+	var out []NodeStats
+	for _, raw := range answers {
+		var rep struct {
+			Node    string          `json:"node"`
+			At      int64           `json:"at"`
+			Metrics json.RawMessage `json:"metrics"`
+		}
+		if uerr := json.Unmarshal(raw, &rep); uerr != nil {
+			return out, fmt.Errorf("backend: %sstats: unreadable answer: %w", apiwire.AdminPrefix, uerr)
+		}
+		out = append(out, NodeStats{Node: rep.Node, At: time.UnixMilli(rep.At), Metrics: rep.Metrics})
 	}
 	return out, err
 }

@@ -3,6 +3,7 @@ package apiwire
 import (
 	"encoding/json"
 
+	"github.com/rso-server/rso/internal/metrics"
 	"github.com/rso-server/rso/internal/wire"
 )
 
@@ -24,7 +25,7 @@ const (
 )
 
 var (
-	AdminAll = []string{"nodes", "objects", "disconnect"}
+	AdminAll = []string{"nodes", "objects", "disconnect", "stats"}
 	AdminOne = []string{"object", "clear"}
 )
 
@@ -35,6 +36,7 @@ type AdminRequest struct {
 	Persistent bool   `json:"persistent,omitempty"`
 	Prefix     string `json:"prefix,omitempty"`
 	Limit      int    `json:"limit,omitempty"`
+	Sort       string `json:"sort,omitempty"` // objects: "subscribers" (the default) or "rate"
 	User       string `json:"user,omitempty"`
 	Session    string `json:"session,omitempty"`
 	Code       int    `json:"code,omitempty"`
@@ -66,10 +68,11 @@ type ObjectInfo struct {
 	Version     uint64 `json:"version"`
 	Slots       int    `json:"slots"`
 	Bytes       int    `json:"bytes"`
+	Changes1m   int    `json:"changes_1m"` // slot changes and messages in the last minute (50 to 60 s)
 }
 
-// NodeObjects answers "objects": the node's replicas, most subscribers first; Total counts every replica
-// that matched the prefix, listed or not.
+// NodeObjects answers "objects": the node's replicas, most subscribers (or most changes_1m) first; Total
+// counts every replica that matched the prefix, listed or not.
 type NodeObjects struct {
 	Node    string       `json:"node"`
 	Objects []ObjectInfo `json:"objects"`
@@ -92,4 +95,20 @@ type ObjectState struct {
 	Version    uint64                     `json:"version"`
 	Slots      map[string]json.RawMessage `json:"slots,omitempty"`
 	Error      *wire.Error                `json:"error,omitempty"`
+}
+
+// NodeStats answers "stats": the node's own numbers from its /metrics, the families of StatsFamilies.
+type NodeStats struct {
+	Node    string                      `json:"node"`
+	At      int64                       `json:"at"` // when they were read, Unix ms
+	Metrics map[string][]metrics.Series `json:"metrics"`
+	Error   *wire.Error                 `json:"error,omitempty"`
+}
+
+// StatsFamilies are the metric families "stats" answers with: what the admin page draws.
+var StatsFamilies = []string{
+	"rso_connections", "rso_so_subscriptions", "rso_so_objects_loaded", "rso_relay_users",
+	"rso_so_commits_total", "rso_so_commit_duration_seconds", "rso_so_publish_duration_seconds",
+	"rso_so_deliveries_total", "rso_relay_deliveries_total", "rso_so_outbound_bytes_total", "rso_relay_outbound_bytes_total",
+	"rso_chat_messages_stored_total", "rso_connection_closes_total", "rso_refusals_total",
 }
